@@ -1,0 +1,1 @@
+"""medgossip contracts package."""

@@ -1,0 +1,1 @@
+"""medgossip devnet package."""

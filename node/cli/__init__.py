@@ -1,0 +1,45 @@
+"""The `medgossip` command line.
+
+One typer app; each command group lives in its own module and imports its heavy
+dependencies (torch, web3, libp2p) inside the command functions, so that `--help`
+stays fast.
+
+    devnet.py   medgossip devnet start|stop|status    local anvil chain
+    admin.py    medgossip admin register-node|revoke-node|set-genesis
+    ledger.py   medgossip ledger query                the audit trail
+    consent.py  medgossip consent withdraw            a patient's withdrawal
+    data.py     medgossip data ingest|make-demo       DICOM in, manifest out
+    peer.py     medgossip node start|status           the peer process
+    demo.py     medgossip demo                        the whole thing on loopback
+"""
+
+from __future__ import annotations
+
+import typer
+
+from node.cli import admin, consent, data, demo, devnet, ledger, peer
+
+app = typer.Typer(
+    name="medgossip",
+    help=(
+        "Blockchain-audited peer-to-peer gossip learning for medical imaging.\n\n"
+        "Hospitals train one shared model on DICOM images that never leave their site; "
+        "model deltas move over libp2p, and every contribution and consent withdrawal "
+        "is a transaction on an Ethereum ledger."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(devnet.app, name="devnet")
+app.add_typer(admin.app, name="admin")
+app.add_typer(ledger.app, name="ledger")
+app.add_typer(consent.app, name="consent")
+app.add_typer(data.app, name="data")
+app.add_typer(peer.app, name="node")
+app.command(name="demo")(demo.demo)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

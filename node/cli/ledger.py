@@ -1,0 +1,7 @@
+"""medgossip ledger commands (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="(ledger: not built yet)")
