@@ -1,0 +1,210 @@
+"""How a peer merges the updates it pulled: one small strategy interface.
+
+Modelled on Flower's ``flwr/server/strategy``: :class:`MergeStrategy` says what a merge
+rule is, each rule is a small frozen dataclass holding its parameters, and the math
+lives in the pure functions of :mod:`node.aggregate`. A strategy is chosen by name from
+the node's configuration with :func:`strategy_from_name`.
+
+The peer builds one :class:`Update` per verified delta (and one for its own), then calls
+``strategy.merge(updates)`` off the event loop. Updates holding a NaN or an infinity are
+dropped (and logged with their source) before the rule runs, because one such value
+poisons every rule, the median included. Every other problem raises an
+:class:`~node.aggregate.AggregationError` subclass (also a ``ValueError``).
+
+- ``mean``: :class:`MeanStrategy`, the mean weighted by sample count (FedAvg);
+- ``median``: :class:`MedianStrategy`, the coordinate-wise median;
+- ``trimmed-mean``: :class:`TrimmedMeanStrategy`, trimmed mean (``beta=0.2``);
+- ``krum``: :class:`KrumStrategy`, (multi-)Krum (``f=1``, ``m=1``).
+
+Only ``mean`` uses :attr:`Update.weight`; the robust rules ignore self-reported counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from node.aggregate import (
+    AggregationError,
+    IncompatibleUpdates,
+    InvalidAggregationParameter,
+    NoUpdates,
+    coordinate_median,
+    is_finite,
+    krum,
+    trimmed_mean,
+    weighted_mean,
+)
+
+__all__ = [
+    "STRATEGIES",
+    "AggregationError",
+    "IncompatibleUpdates",
+    "InvalidAggregationParameter",
+    "KrumStrategy",
+    "MeanStrategy",
+    "MedianStrategy",
+    "MergeStrategy",
+    "NoUpdates",
+    "TrimmedMeanStrategy",
+    "UnknownStrategy",
+    "Update",
+    "strategy_from_name",
+]
+
+log = logging.getLogger(__name__)
+
+
+class UnknownStrategy(InvalidAggregationParameter):
+    """A merge rule name that is not one of :data:`STRATEGIES`."""
+
+
+@dataclass(frozen=True, eq=False)
+class Update:
+    """One model update offered to a merge.
+
+    ``tensors``: name -> tensor (all updates of one merge share names, shapes, dtypes);
+    ``weight``: the sample count behind it (used by ``mean`` only);
+    ``source``: who produced it (a peer ID, or the local node), for logs only.
+
+    Compared by identity (``eq=False``): tensors have no single truth value.
+    """
+
+    tensors: Mapping[str, Tensor]
+    weight: float
+    source: str
+
+
+class MergeStrategy(ABC):
+    """A merge rule: many updates in, one set of tensors out.
+
+    Subclasses set :attr:`name` and implement :meth:`_aggregate`; :meth:`merge` does the
+    checks shared by every rule. Strategies are immutable and safe to share between
+    threads.
+    """
+
+    name: ClassVar[str]
+
+    def merge(self, updates: Sequence[Update]) -> dict[str, Tensor]:
+        """Merge ``updates`` into new tensors (the inputs are never modified).
+
+        A single update merges to (a copy of) itself. Updates with non-finite values
+        are dropped first. Raises :class:`NoUpdates` when nothing is left,
+        :class:`IncompatibleUpdates` when names, shapes or dtypes differ.
+        """
+        if len(updates) == 0:
+            raise NoUpdates(f"{self.name}: nothing to merge")
+        usable = [u for u in updates if is_finite(u.tensors)]
+        if len(usable) < len(updates):
+            dropped = [u.source for u in updates if u not in usable]
+            log.warning(
+                "merge %s: dropped %d update(s) with non-finite values from %s",
+                self.name,
+                len(dropped),
+                ", ".join(dropped),
+            )
+        if not usable:
+            raise NoUpdates(f"{self.name}: every update held non-finite values")
+        return self._aggregate(usable)
+
+    @abstractmethod
+    def _aggregate(self, updates: Sequence[Update]) -> dict[str, Tensor]:
+        """Apply the rule to a non-empty list of finite updates."""
+
+
+@dataclass(frozen=True)
+class MeanStrategy(MergeStrategy):
+    """FedAvg: the mean of the updates weighted by their sample counts."""
+
+    name: ClassVar[str] = "mean"
+
+    def _aggregate(self, updates: Sequence[Update]) -> dict[str, Tensor]:
+        return weighted_mean([u.tensors for u in updates], [u.weight for u in updates])
+
+
+@dataclass(frozen=True)
+class MedianStrategy(MergeStrategy):
+    """Coordinate-wise median (robust while fewer than half the updates are bad)."""
+
+    name: ClassVar[str] = "median"
+
+    def _aggregate(self, updates: Sequence[Update]) -> dict[str, Tensor]:
+        return coordinate_median([u.tensors for u in updates])
+
+
+@dataclass(frozen=True)
+class TrimmedMeanStrategy(MergeStrategy):
+    """Coordinate-wise mean after dropping the ``beta`` fraction at each end."""
+
+    name: ClassVar[str] = "trimmed-mean"
+    beta: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.beta, (int, float)) and 0 <= self.beta < 0.5):
+            raise InvalidAggregationParameter(
+                f"trimmed-mean: beta must be in [0, 0.5), got {self.beta!r}"
+            )
+
+    def _aggregate(self, updates: Sequence[Update]) -> dict[str, Tensor]:
+        return trimmed_mean([u.tensors for u in updates], self.beta)
+
+
+@dataclass(frozen=True)
+class KrumStrategy(MergeStrategy):
+    """(Multi-)Krum: average of the ``m`` most central updates, tolerating ``f`` bad.
+
+    With fewer than ``2f + 3`` updates ``f`` is lowered (see
+    :func:`node.aggregate.krum_select`), so small neighbourhoods still merge.
+    """
+
+    name: ClassVar[str] = "krum"
+    f: int = 1
+    m: int = 1
+
+    def __post_init__(self) -> None:
+        for label, value, low in (("f", self.f, 0), ("m", self.m, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise InvalidAggregationParameter(
+                    f"krum: {label} must be an integer >= {low}, got {value!r}"
+                )
+
+    def _aggregate(self, updates: Sequence[Update]) -> dict[str, Tensor]:
+        return krum([u.tensors for u in updates], self.f, self.m)
+
+
+_BY_NAME: dict[str, type[MergeStrategy]] = {
+    cls.name: cls
+    for cls in (MeanStrategy, MedianStrategy, TrimmedMeanStrategy, KrumStrategy)
+}
+
+STRATEGIES: tuple[str, ...] = tuple(_BY_NAME)
+"""Valid names for :func:`strategy_from_name`, in documentation order."""
+
+
+def strategy_from_name(name: str, **params: Any) -> MergeStrategy:
+    """Build the strategy called ``name`` (case-insensitive, ``_`` accepted for ``-``).
+
+    ``params`` are the rule's parameters (``beta`` for trimmed-mean, ``f`` and ``m``
+    for krum). Raises :class:`UnknownStrategy` for an unknown name and
+    :class:`InvalidAggregationParameter` for an unknown or out-of-range parameter.
+    """
+    key = name.strip().lower().replace("_", "-")
+    cls = _BY_NAME.get(key)
+    if cls is None:
+        raise UnknownStrategy(
+            f"unknown merge rule {name!r}; valid rules: {', '.join(STRATEGIES)}"
+        )
+    accepted = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unexpected = sorted(set(params) - accepted)
+    if unexpected:
+        allowed = ", ".join(sorted(accepted)) or "none"
+        raise InvalidAggregationParameter(
+            f"merge rule {key!r} does not take {', '.join(unexpected)} "
+            f"(parameters: {allowed})"
+        )
+    return cls(**params)
