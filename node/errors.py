@@ -11,8 +11,18 @@ the boundary where they occur, with ``raise ... from exc``; callers only ever se
     │   ├── LinkageError             the private linkage table is unreadable / unsafe
     │   ├── NothingIngested          an ingest run produced no usable image at all
     │   └── InvalidToken (ValueError) a consent token string that is not 32 bytes of hex
-    ├── CodecError                   (learning engineer: delta encoding/decoding)
-    └── TrainingError                (learning engineer: local training)
+    ├── CodecError                   a delta payload cannot be encoded or is rejected (node.codec)
+    │   ├── EncodingError            the states to encode are inconsistent or not finite
+    │   ├── PayloadTooLarge          payload over the size bound (checked before parsing)
+    │   ├── MalformedPayload         truncated, oversized header, not canonical safetensors
+    │   │                            (a pickle / torch.save file lands here)
+    │   ├── UnsupportedFormat        unknown format version or codec, invalid codec params,
+    │   │                            or a model id / base hash other than the expected one
+    │   ├── SchemaMismatch           tensor names, shapes or dtypes differ from the reference
+    │   └── InvalidValues            NaN/inf, out-of-bounds or unsorted top-k indices
+    └── TrainingError                local training cannot proceed (node.models, node.trainer)
+        ├── NoTrainingData           no consented image left to train on (all withdrawn)
+        └── PrivacyConfigError       invalid DP settings or privacy-accountant state
 
 Per-file problems during ingest (unreadable, non-image, unsupported transfer syntax,
 no label) are not exceptions: they are returned as data in the ingest report.
@@ -54,3 +64,46 @@ class NothingIngested(DataError):
 
 class InvalidToken(DataError, ValueError):
     """A consent token string is not 32 bytes of hex (optionally ``0x``-prefixed)."""
+
+
+# --- learning (node.codec, node.models, node.trainer, node.privacy) ---------------
+
+
+class CodecError(NodeError):
+    """A model delta cannot be encoded, or a received payload is rejected."""
+
+
+class EncodingError(CodecError):
+    """The states given to the encoder are inconsistent (keys, shapes) or not finite."""
+
+
+class PayloadTooLarge(CodecError):
+    """The payload is larger than the accepted bound; it was not parsed."""
+
+
+class MalformedPayload(CodecError):
+    """Not a canonical safetensors payload (truncated, bad header, pickle, trailing bytes)."""
+
+
+class UnsupportedFormat(CodecError):
+    """Unknown format version/codec, invalid codec parameters, or unexpected model/base."""
+
+
+class SchemaMismatch(CodecError):
+    """Tensor names, shapes or dtypes do not match what the reference model implies."""
+
+
+class InvalidValues(CodecError):
+    """NaN/inf values, negative scales, or top-k indices out of bounds / not increasing."""
+
+
+class TrainingError(NodeError):
+    """Local training cannot proceed (bad model name, bad trainer arguments...)."""
+
+
+class NoTrainingData(TrainingError):
+    """No consented training image is left (everything withdrawn, or an empty set)."""
+
+
+class PrivacyConfigError(TrainingError):
+    """DP-SGD settings or a saved privacy-accountant state are invalid."""
