@@ -1,0 +1,110 @@
+"""Errors of the chain side. Every web3 / eth-tester / RPC failure is translated into
+one of these, once, in `contracts.ledger` (`raise ... from exc`).
+
+    LedgerError
+    ├── ChainUnavailable          RPC unreachable, refused, timed out, chain stopped
+    ├── ContractNotFound          no AuditLedger code at the configured address
+    ├── InvalidInput              a malformed argument (hash length, address checksum,
+    │                             key, out-of-range number), caught before sending
+    ├── TransactionFailed         the chain rejected or reverted a transaction without
+    │   │                         a project-specific reason (out of gas, bad nonce, ...)
+    │   └── InsufficientFunds     the sending account cannot pay for gas
+    └── ContractRejected          the contract reverted with one of its custom errors
+        ├── NotAdmin              AuditLedgerNotAdmin(caller)
+        ├── NotRegistered         AuditLedgerNotRegistered(node)
+        ├── NodeRevoked           AuditLedgerNodeRevoked(node)
+        ├── AlreadyRegistered     AuditLedgerAlreadyRegistered(node)
+        ├── DuplicateContribution AuditLedgerDuplicateContribution(deltaHash)
+        ├── AlreadyWithdrawn      AuditLedgerAlreadyWithdrawn(subjectCommitment)
+        ├── GenesisAlreadySet     AuditLedgerGenesisAlreadySet(modelHash)
+        └── RejectedArgument      AuditLedgerZeroHash / ZeroAddress / EmptyPeerId
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyRegistered",
+    "AlreadyWithdrawn",
+    "ChainUnavailable",
+    "ContractNotFound",
+    "ContractRejected",
+    "DuplicateContribution",
+    "GenesisAlreadySet",
+    "InsufficientFunds",
+    "InvalidInput",
+    "LedgerError",
+    "NodeRevoked",
+    "NotAdmin",
+    "NotRegistered",
+    "RejectedArgument",
+    "TransactionFailed",
+]
+
+
+class LedgerError(Exception):
+    """Base of every chain-side error."""
+
+
+class ChainUnavailable(LedgerError):
+    """The JSON-RPC endpoint cannot be reached (refused, timed out, stopped)."""
+
+
+class ContractNotFound(LedgerError):
+    """There is no contract code at the configured address."""
+
+
+class InvalidInput(LedgerError, ValueError):
+    """An argument is malformed; the message says which and why."""
+
+
+class TransactionFailed(LedgerError):
+    """The chain rejected or reverted a transaction for a non-contract reason."""
+
+
+class InsufficientFunds(TransactionFailed):
+    """The sending account has not enough ether to pay for gas."""
+
+
+class ContractRejected(LedgerError):
+    """The contract reverted with a custom error.
+
+    `error_name` is the Solidity error name (e.g. ``AuditLedgerNotAdmin``) and
+    `error_args` its decoded arguments (addresses checksummed, bytes32 as bytes).
+    """
+
+    def __init__(self, message: str, error_name: str, error_args: tuple[object, ...] = ()):
+        super().__init__(message)
+        self.error_name = error_name
+        self.error_args = error_args
+
+
+class NotAdmin(ContractRejected):
+    """Only the consortium admin may do this."""
+
+
+class NotRegistered(ContractRejected):
+    """The address is not a registered node."""
+
+
+class NodeRevoked(ContractRejected):
+    """The node was revoked by the admin."""
+
+
+class AlreadyRegistered(ContractRejected):
+    """The address is (or was) already registered."""
+
+
+class DuplicateContribution(ContractRejected):
+    """This delta hash is already recorded."""
+
+
+class AlreadyWithdrawn(ContractRejected):
+    """This subject's consent is already withdrawn."""
+
+
+class GenesisAlreadySet(ContractRejected):
+    """The genesis model was already set."""
+
+
+class RejectedArgument(ContractRejected):
+    """The contract rejected a zero hash, zero address or empty peer ID."""

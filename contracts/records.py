@@ -1,0 +1,139 @@
+"""Frozen records the binding returns, and the parsing of user-given values.
+
+Hashes are 32-byte `bytes`, addresses EIP-55 checksummed `str`, transaction hashes
+0x-prefixed hex `str`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import NewType, Union
+
+from contracts.errors import InvalidInput
+
+__all__ = [
+    "ConsentWithdrawn",
+    "ContributionRecorded",
+    "ContributionRef",
+    "DeltaHash",
+    "GenesisModelSet",
+    "LedgerEvent",
+    "NodeInfo",
+    "NodeRegistered",
+    "NodeRevocation",
+    "SubjectCommitment",
+    "TxResult",
+    "parse_bytes32",
+]
+
+DeltaHash = NewType("DeltaHash", bytes)
+"""keccak256 of a delta's canonical payload bytes."""
+SubjectCommitment = NewType("SubjectCommitment", bytes)
+"""keccak256 of a data subject's consent token."""
+
+_HEX32 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A node as the contract knows it; `active` is False once revoked."""
+
+    address: str
+    peer_id: bytes
+    active: bool
+
+
+@dataclass(frozen=True)
+class ContributionRef:
+    """The one-call view of a recorded delta hash."""
+
+    author: str
+    round: int
+    sample_count: int
+
+
+@dataclass(frozen=True)
+class ContributionRecorded:
+    """A `ContributionRecorded` event."""
+
+    delta_hash: bytes
+    node: str
+    round: int
+    base_model_hash: bytes
+    sample_count: int
+    data_root: bytes
+    epsilon_spent: float
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class ConsentWithdrawn:
+    """A `ConsentWithdrawn` event; `by` is the sender (custodian node or relayer)."""
+
+    subject: bytes
+    by: str
+    by_token: bool
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class NodeRegistered:
+    """A `NodeRegistered` event."""
+
+    node: str
+    peer_id: bytes
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class NodeRevocation:
+    """A `NodeRevoked` event."""
+
+    node: str
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class GenesisModelSet:
+    """A `GenesisModelSet` event."""
+
+    model_hash: bytes
+    block_number: int
+    tx_hash: str
+
+
+LedgerEvent = Union[
+    ContributionRecorded, ConsentWithdrawn, NodeRegistered, NodeRevocation, GenesisModelSet
+]
+
+
+@dataclass(frozen=True)
+class TxResult:
+    """A mined, successful transaction and the event it emitted (if any)."""
+
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    event: LedgerEvent | None = None
+    contract_address: str | None = None
+
+
+def parse_bytes32(text: str, what: str = "hash") -> bytes:
+    """Parse 64 hex characters (optionally 0x-prefixed) into 32 bytes.
+
+    Raises InvalidInput naming `what` and saying what is wrong.
+    """
+    stripped = text.strip()
+    if not _HEX32.match(stripped):
+        digits = len(stripped.removeprefix("0x"))
+        raise InvalidInput(
+            f"{what} must be 64 hex characters (32 bytes, optionally 0x-prefixed), "
+            f"got {digits} characters: {stripped[:20]!r}"
+            + ("..." if len(stripped) > 20 else "")
+        )
+    return bytes.fromhex(stripped.removeprefix("0x"))
