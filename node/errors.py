@@ -20,9 +20,11 @@ the boundary where they occur, with ``raise ... from exc``; callers only ever se
     │   │                            or a model id / base hash other than the expected one
     │   ├── SchemaMismatch           tensor names, shapes or dtypes differ from the reference
     │   └── InvalidValues            NaN/inf, out-of-bounds or unsorted top-k indices
-    └── TrainingError                local training cannot proceed (node.models, node.trainer)
-        ├── NoTrainingData           no consented image left to train on (all withdrawn)
-        └── PrivacyConfigError       invalid DP settings or privacy-accountant state
+    ├── TrainingError                local training cannot proceed (node.models, node.trainer)
+    │   ├── NoTrainingData           no consented image left to train on (all withdrawn)
+    │   └── PrivacyConfigError       invalid DP settings or privacy-accountant state
+    ├── ConfigError                  an invalid peer configuration (node.config)
+    └── PeerError                    the peer cannot start or go on (node.peer)
 
 Per-file problems during ingest (unreadable, non-image, unsupported transfer syntax,
 no label) are not exceptions: they are returned as data in the ingest report.
@@ -107,3 +109,14 @@ class NoTrainingData(TrainingError):
 
 class PrivacyConfigError(TrainingError):
     """DP-SGD settings or a saved privacy-accountant state are invalid."""
+
+
+# --- the peer (node.config, node.peer) --------------------------------------------
+
+
+class ConfigError(NodeError):
+    """A peer's configuration is invalid: the message names the field and what to do."""
+
+
+class PeerError(NodeError):
+    """The peer cannot start or go on (not registered, wrong genesis, no data...)."""

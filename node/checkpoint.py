@@ -1,0 +1,220 @@
+"""A peer's durable state: checkpoint, journal of contributions, payloads.
+
+A round moves through three states, each made durable before the next begins, so a
+peer killed at any instant resumes without recording a contribution twice or losing one:
+
+    trained   the post-training model, codec residual and the encoded payload are on
+              disk and the contribution is in the journal as "queued"
+    recorded  the contribution's transaction is mined (journal entry "recorded")
+    merged    peers' deltas are merged; the new model is the round's checkpoint
+
+Layout of the checkpoint folder::
+
+    node.json                  the commit point: round, journal, accountant, history
+    round-<r>.safetensors      model (+ codec residual) at the end of round r
+    trained-<r>.safetensors    model (+ residual) after training in round r, before merging
+    payloads/<hash>.bin        our encoded deltas (kept for the last KEEP_PAYLOADS rounds)
+    status.json                what `medgossip node status` shows (rewritten each round)
+
+Every file is written to a temporary name, fsynced and renamed: a reader sees the old
+or the new version, never half of one. Tensors use safetensors, never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from node.errors import PeerError
+
+FORMAT = 1
+KEEP_PAYLOADS = 20
+MODEL_PREFIX = "model/"
+RESIDUAL_PREFIX = "residual/"
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One of our contributions, from the moment it was trained."""
+
+    round: int
+    delta_hash: str
+    base_hash: str
+    sample_count: int
+    data_root: str
+    epsilon: float
+    status: str = "queued"  # queued -> recorded
+    tx_hash: str = ""
+    block: int = 0
+
+
+@dataclass
+class NodeState:
+    """What node.json holds. Mutable on purpose: the peer updates it, then saves it."""
+
+    round: int = 0
+    """last fully completed (merged) round."""
+    journal: list[JournalEntry] = field(default_factory=list)
+    merged: dict[str, int] = field(default_factory=dict)
+    """delta hash (hex) of a peer's contribution -> our round that merged it."""
+    accountant: Any = None
+    withdrawals_block: int = 0
+    """consent withdrawals up to this block are applied."""
+    withdrawn: list[str] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def pending_trained_round(self) -> int | None:
+        """A round trained but not yet merged (the peer stopped in between)."""
+        rounds = [e.round for e in self.journal if e.round > self.round]
+        return max(rounds) if rounds else None
+
+    def queued(self) -> list[JournalEntry]:
+        return [e for e in self.journal if e.status == "queued"]
+
+    def mark_recorded(self, delta_hash: str, tx_hash: str, block: int) -> None:
+        self.journal = [
+            replace(e, status="recorded", tx_hash=tx_hash, block=block)
+            if e.delta_hash == delta_hash
+            else e
+            for e in self.journal
+        ]
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write bytes so that `path` holds either its old or its new content, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class CheckpointStore:
+    """Reads and writes one peer's checkpoint folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.payloads = self.folder / "payloads"
+        self._lock = threading.Lock()
+
+    @property
+    def state_path(self) -> Path:
+        return self.folder / "node.json"
+
+    def exists(self) -> bool:
+        return self.state_path.exists()
+
+    # --- node.json --------------------------------------------------------------
+
+    def load_state(self) -> NodeState:
+        try:
+            raw = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return NodeState()
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PeerError(f"checkpoint {self.state_path} is unreadable: {exc}") from exc
+        if raw.get("format") != FORMAT:
+            raise PeerError(f"checkpoint {self.state_path} has format {raw.get('format')}, expected {FORMAT}")
+        return NodeState(
+            round=int(raw["round"]),
+            journal=[JournalEntry(**e) for e in raw["journal"]],
+            merged={str(k): int(v) for k, v in raw["merged"].items()},
+            accountant=raw.get("accountant"),
+            withdrawals_block=int(raw.get("withdrawals_block", 0)),
+            withdrawn=list(raw.get("withdrawn", [])),
+            history=list(raw.get("history", [])),
+        )
+
+    def save_state(self, state: NodeState) -> None:
+        """Write node.json; the peer saves from several worker threads, one at a time."""
+        with self._lock:
+            raw = {"format": FORMAT, **asdict(state)}
+            atomic_write(self.state_path, json.dumps(raw, indent=1).encode())
+
+    # --- tensors ------------------------------------------------------------------
+
+    def _tensor_path(self, kind: str, round_: int) -> Path:
+        return self.folder / f"{kind}-{round_}.safetensors"
+
+    def save_tensors(
+        self,
+        kind: str,
+        round_: int,
+        model: Mapping[str, torch.Tensor],
+        residual: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        tensors = {MODEL_PREFIX + k: v.detach().cpu().contiguous() for k, v in model.items()}
+        for k, v in (residual or {}).items():
+            tensors[RESIDUAL_PREFIX + k] = v.detach().cpu().contiguous()
+        atomic_write(self._tensor_path(kind, round_), save(tensors))
+
+    def load_tensors(
+        self, kind: str, round_: int
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        path = self._tensor_path(kind, round_)
+        try:
+            tensors = load_file(str(path))
+        except (OSError, SafetensorError) as exc:
+            raise PeerError(f"checkpoint tensors {path} are unreadable: {exc}") from exc
+        model = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+        residual = {
+            k[len(RESIDUAL_PREFIX):]: v for k, v in tensors.items() if k.startswith(RESIDUAL_PREFIX)
+        }
+        return model, residual
+
+    def prune(self, keep_round: int) -> None:
+        """Drop tensor files of rounds before `keep_round`, and payloads past the window."""
+        for path in self.folder.glob("*-*.safetensors"):
+            try:
+                round_ = int(path.stem.rsplit("-", 1)[1])
+            except ValueError:
+                continue
+            if round_ < keep_round:
+                path.unlink(missing_ok=True)
+        files = sorted(self.payloads.glob("*.bin"), key=lambda p: p.stat().st_mtime)
+        for path in files[:-KEEP_PAYLOADS]:
+            path.unlink(missing_ok=True)
+
+    # --- payloads -----------------------------------------------------------------
+
+    def save_payload(self, delta_hash: str, payload: bytes) -> None:
+        atomic_write(self.payloads / f"{delta_hash}.bin", payload, mode=0o644)
+
+    def load_payload(self, delta_hash: str) -> bytes | None:
+        try:
+            return (self.payloads / f"{delta_hash}.bin").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def stored_payloads(self) -> list[str]:
+        return [p.stem for p in self.payloads.glob("*.bin")]
+
+    # --- status -------------------------------------------------------------------
+
+    def write_status(self, status: Mapping[str, Any]) -> None:
+        atomic_write(self.folder / "status.json", json.dumps(status, indent=1).encode(), 0o644)
+
+    def read_status(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.folder / "status.json").read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PeerError(f"status file in {self.folder} is unreadable: {exc}") from exc

@@ -1,0 +1,157 @@
+"""A peer's configuration: a TOML file, every field overridable.
+
+Precedence, lowest to highest: the dataclass default, the TOML file, the environment
+(`MEDGOSSIP_<FIELD>` upper-cased, e.g. `MEDGOSSIP_LOCAL_STEPS=20`), a command-line flag.
+Lists in the environment are comma-separated. Relative paths in the file are relative
+to the file's folder, so a config folder can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from node.errors import ConfigError
+
+ENV_PREFIX = "MEDGOSSIP_"
+MERGE_RULES = ("mean", "median", "trimmed-mean", "krum")
+CODECS = ("fp32", "fp16", "int8", "topk")
+
+
+def _f(default: Any, help_: str) -> Any:
+    return field(default=default, metadata={"help": help_})
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything one peer process needs to know. Field docs are the README's table."""
+
+    key_file: Path = _f(Path("node.key"), "file with the node's hex secp256k1 secret (libp2p identity = Ethereum account); created if missing")
+    data_dir: Path = _f(Path("data"), 'an ingested data folder (`medgossip data ingest`), holding manifest.json')
+    checkpoint_dir: Path = _f(Path("checkpoint"), 'where the model, codec residual, journal of contributions and status.json live')
+    devnet: Path | None = _f(None, 'a devnet.json to take rpc_url and contract from')
+    rpc_url: str = _f("", 'Ethereum JSON-RPC URL of the ledger chain (overrides devnet)')
+    contract: str = _f("", 'AuditLedger contract address (overrides devnet)')
+    listen: tuple[str, ...] = _f(("/ip4/127.0.0.1/tcp/0",), 'libp2p multiaddrs to listen on')
+    bootstrap: tuple[str, ...] = _f((), 'multiaddrs (with /p2p/ID) of peers to dial at start')
+    network_id: str = _f("", 'GossipSub topic namespace (default: chain id + contract address)')
+    model: str = _f("small-cnn", 'model architecture: small-cnn or resnet18')
+    image_size: int = _f(8, 'input image side in pixels (images are resized to it)')
+    num_classes: int = _f(10, 'number of label classes')
+    genesis_seed: int = _f(0, 'seed of the genesis model every peer builds; its hash must match the chain')
+    seed: int = _f(0, "this peer's own seed (held-out split, batch order)")
+    local_steps: int = _f(10, 'local SGD steps per round (E)')
+    batch_size: int = _f(32, 'local batch size')
+    lr: float = _f(0.05, 'local SGD learning rate')
+    rounds: int = _f(0, 'stop after this many rounds (0: run until stopped)')
+    fan_out: int = _f(3, "peers' deltas pulled and merged per round (k)")
+    pull_wait: float = _f(1.0, 'seconds to wait for a fresh peer announcement before merging alone')
+    merge: str = _f("mean", 'merge rule: mean (weighted by sample count), median, trimmed-mean, krum')
+    codec: str = _f("fp32", 'delta codec: fp32, fp16, int8, topk')
+    topk_fraction: float = _f(0.1, 'fraction of coordinates sent by the topk codec (error feedback keeps the rest)')
+    dp_noise_multiplier: float = _f(0.0, 'DP-SGD noise multiplier (0 disables DP-SGD)')
+    dp_max_grad_norm: float = _f(1.0, 'DP-SGD per-sample clipping norm')
+    dp_delta: float = _f(1e-5, 'DP delta for the epsilon accounting')
+    holdout_fraction: float = _f(0.2, 'fraction of local subjects held out for evaluation')
+    eval_data: Path | None = _f(None, "optional extra ingested folder to also report accuracy on (the demo's common test set)")
+    linger: float = _f(0.0, 'seconds to keep serving payloads after the last round (-1: until stopped)')
+    metrics_port: int = _f(0, 'port of a Prometheus endpoint on 127.0.0.1 (0: none)')
+    chain_poll: float = _f(1.0, 'seconds between polls for consent withdrawals and queued records')
+
+    def __post_init__(self) -> None:
+        if self.merge not in MERGE_RULES:
+            raise ConfigError(f"merge must be one of {', '.join(MERGE_RULES)}, not {self.merge!r}")
+        if self.codec not in CODECS:
+            raise ConfigError(f"codec must be one of {', '.join(CODECS)}, not {self.codec!r}")
+        if self.local_steps < 1 or self.batch_size < 1 or self.fan_out < 0:
+            raise ConfigError("local_steps and batch_size must be >= 1 and fan_out >= 0")
+        if not 0 < self.topk_fraction <= 1:
+            raise ConfigError("topk_fraction must be in (0, 1]")
+
+    @property
+    def dp_enabled(self) -> bool:
+        return self.dp_noise_multiplier > 0
+
+
+def _coerce(name: str, kind: str, value: Any) -> Any:
+    """Turn a TOML/env/flag value into the field's type, with a message naming the field."""
+    try:
+        if "Path" in kind:
+            return None if value in (None, "") else Path(value)
+        if "tuple" in kind:
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            return tuple(str(v) for v in value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config field {name!r}: cannot use {value!r} ({exc})") from exc
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> NodeConfig:
+    """Build a NodeConfig from a TOML file, the environment and explicit overrides.
+
+    `overrides` holds flag values; None means "not given" and is skipped.
+    """
+    kinds = {f.name: str(f.type) for f in fields(NodeConfig)}
+    from_file: dict[str, Any] = {}
+    if path is not None:
+        try:
+            from_file = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        unknown = sorted(set(from_file) - set(kinds))
+        if unknown:
+            raise ConfigError(f"unknown field(s) in {path}: {', '.join(unknown)}")
+    values = {n: _coerce(n, kinds[n], v) for n, v in from_file.items()}
+    if path is not None:
+        base = Path(path).resolve().parent
+        for name, value in values.items():
+            if isinstance(value, Path) and not value.is_absolute():
+                values[name] = base / value
+    env = os.environ if environ is None else environ
+    for name, kind in kinds.items():
+        if ENV_PREFIX + name.upper() in env:
+            values[name] = _coerce(name, kind, env[ENV_PREFIX + name.upper()])
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, kinds[name], value)
+    return NodeConfig(**values)
+
+
+def to_toml(config: NodeConfig) -> str:
+    """Write a config back as TOML (the demo writes one per peer)."""
+    lines = []
+    for name, value in dataclasses.asdict(config).items():
+        if value is None:
+            continue
+        if isinstance(value, (tuple, list)):
+            lines.append(f"{name} = [{', '.join(_toml_str(v) for v in value)}]")
+        elif isinstance(value, bool):
+            lines.append(f"{name} = {'true' if value else 'false'}")
+        elif isinstance(value, (int, float)):
+            lines.append(f"{name} = {value!r}")
+        else:
+            lines.append(f"{name} = {_toml_str(str(value))}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+__all__ = ["NodeConfig", "load_config", "to_toml", "MERGE_RULES", "CODECS", "ENV_PREFIX"]

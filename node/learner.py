@@ -1,0 +1,196 @@
+"""One peer's learning, without the network or the chain.
+
+`Learner` owns the model, the local trainer, the delta encoder and the merge rule. A
+round is two calls: `train_round` (E local steps -> an encoded contribution) and
+`merge` (own update + verified peers' payloads -> the next model). The peer process
+(`node.peer`) wraps these in its network and chain I/O; `bench/learning.py` drives the
+same calls in-process. Everything here is synchronous: the peer runs it in a worker
+thread.
+
+A delta is "new state minus the state the round started from". A peer's update is
+applied to our own round-start state (asynchronous SGD across peers), weighted by the
+sample count its author recorded on chain.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from node.codec import CodecSpec, DeltaEncoder, apply_delta, decode_delta
+from node.data import ImageSet
+from node.errors import CodecError
+from node.merge import Update, strategy_from_name
+from node.merkle import merkle_root
+from node.models import build_model, state_hash
+from node.privacy import DPConfig
+from node.trainer import LocalTrainer
+
+StateDict = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    """The learning part of a peer's configuration."""
+
+    model: str = "small-cnn"
+    image_size: int = 8
+    num_classes: int = 10
+    genesis_seed: int = 0
+    seed: int = 0
+    local_steps: int = 10
+    batch_size: int = 32
+    lr: float = 0.05
+    merge: str = "mean"
+    codec: str = "fp32"
+    topk_fraction: float = 0.1
+    holdout_fraction: float = 0.2
+    dp: DPConfig | None = None
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """Our encoded delta of one round and what goes on chain about it."""
+
+    round: int
+    payload: bytes
+    delta_hash: bytes
+    base_hash: bytes
+    sample_count: int
+    data_root: bytes
+    epsilon: float
+    loss: float
+    train_seconds: float
+
+
+@dataclass(frozen=True)
+class PeerPayload:
+    """A peer's payload, fetched and its hash verified against the chain."""
+
+    source: str
+    delta_hash: bytes
+    payload: bytes
+    sample_count: int
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    merged: tuple[bytes, ...]
+    """delta hashes of the peers' payloads that went into the merge."""
+    rejected: tuple[tuple[bytes, str], ...]
+    """(delta hash, reason) of payloads that did not decode against our model."""
+
+
+def clone_state(state: Mapping[str, Tensor]) -> StateDict:
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+class Learner:
+    """Model + trainer + codec + merge rule of one peer."""
+
+    def __init__(
+        self,
+        settings: LearnerSettings,
+        images: ImageSet,
+        eval_images: ImageSet | None = None,
+    ) -> None:
+        self.settings = settings
+        model = build_model(
+            settings.model,
+            num_classes=settings.num_classes,
+            in_size=settings.image_size,
+            seed=settings.genesis_seed,
+        )
+        self.genesis_hash = state_hash(model.state_dict())
+        self.trainer = LocalTrainer(
+            model,
+            images,
+            seed=settings.seed,
+            lr=settings.lr,
+            batch_size=settings.batch_size,
+            holdout_fraction=settings.holdout_fraction,
+            dp=settings.dp,
+        )
+        self.encoder = DeltaEncoder(
+            CodecSpec(settings.codec, settings.topk_fraction), model_id=settings.model
+        )
+        self.strategy = strategy_from_name(settings.merge)
+        self.eval_images = eval_images
+        self.base_state: StateDict = self.state()
+
+    # --- state ----------------------------------------------------------------------
+
+    def state(self) -> StateDict:
+        return clone_state(self.trainer.model.state_dict())
+
+    def load_state(self, state: Mapping[str, Tensor]) -> None:
+        self.trainer.model.load_state_dict(state)
+
+    # --- a round --------------------------------------------------------------------
+
+    def train_round(self, round_: int, withdrawn: Collection[bytes]) -> Contribution:
+        """E local steps from the current model, then encode the delta."""
+        self.base_state = self.state()
+        base_hash = state_hash(self.base_state)
+        started = time.perf_counter()
+        report = self.trainer.train(self.settings.local_steps, withdrawn)
+        train_seconds = time.perf_counter() - started
+        encoded = self.encoder.encode(self.state(), self.base_state, base_hash)
+        return Contribution(
+            round=round_,
+            payload=encoded.payload,
+            delta_hash=encoded.delta_hash,
+            base_hash=base_hash,
+            sample_count=report.sample_count,
+            data_root=merkle_root(report.subjects_used),
+            epsilon=report.epsilon_round,
+            loss=report.loss,
+            train_seconds=train_seconds,
+        )
+
+    def merge(self, own_weight: int, peers: Sequence[PeerPayload]) -> MergeOutcome:
+        """Merge our own update with the peers' into the next model.
+
+        A payload that does not decode against our model is rejected and reported, never
+        raised: one bad peer must not stop the round.
+        """
+        own_state = self.state()
+        own_delta = {
+            k: own_state[k].float() - self.base_state[k].float()
+            for k in own_state
+            if own_state[k].is_floating_point()
+        }
+        updates = [Update(own_delta, float(max(own_weight, 1)), "self")]
+        merged: list[bytes] = []
+        rejected: list[tuple[bytes, str]] = []
+        for peer in peers:
+            try:
+                decoded = decode_delta(peer.payload, self.base_state)
+            except CodecError as exc:
+                rejected.append((peer.delta_hash, str(exc)))
+                continue
+            updates.append(Update(decoded.tensors, float(max(peer.sample_count, 1)), peer.source))
+            merged.append(peer.delta_hash)
+        self.load_state(apply_delta(self.base_state, self.strategy.merge(updates)))
+        return MergeOutcome(tuple(merged), tuple(rejected))
+
+    # --- evaluation -----------------------------------------------------------------
+
+    def evaluate(self) -> tuple[float, float | None]:
+        """Accuracy on the local held-out split, and on the common eval set if any."""
+        local = self.trainer.evaluate()
+        common = self.trainer.evaluate(self.eval_images) if self.eval_images is not None else None
+        return local, common
+
+
+__all__ = [
+    "Learner",
+    "LearnerSettings",
+    "Contribution",
+    "PeerPayload",
+    "MergeOutcome",
+    "clone_state",
+]

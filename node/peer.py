@@ -1,0 +1,537 @@
+"""The peer process: gossip learning, audited on chain, with no coordinator.
+
+Round loop (asynchronous; no barrier between peers):
+
+1. train E local steps on consented data from the current model (worker thread);
+2. encode the delta; make the round durable (checkpoint "trained"); queue the
+   contribution for the chain; provide the payload to peers;
+3. pull announced deltas from up to `fan_out` peers; each payload's hash must be
+   recorded on chain by the registered address behind the announcing peer ID before
+   it is fetched and decoded; the rest are dropped and counted;
+4. merge with the configured rule; checkpoint ("merged").
+
+Beside the loop, in the same nursery: the recorder (records queued contributions,
+oldest first, then announces them; while the chain is down they stay queued in the
+journal), the consent watcher (polls `ConsentWithdrawn`; a withdrawn subject leaves the
+training set before the next local step), the announcement listener, and optionally a
+Prometheus endpoint. Blocking work (torch, web3) runs in `trio.to_thread.run_sync`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from contracts.errors import ChainUnavailable, DuplicateContribution, LedgerError
+from contracts.ledger import AuditLedger
+from gossip import Announcement, GossipConfig, GossipNetwork
+from gossip.errors import FetchFailed
+from gossip.identity import eth_address_from_peer_id, peer_id_from_secret, peer_id_to_bytes
+from node.checkpoint import CheckpointStore, JournalEntry, NodeState
+from node.config import NodeConfig
+from node.errors import PeerError
+from node.learner import Contribution, Learner, LearnerSettings, PeerPayload
+from node.metrics import PeerMetrics
+
+log = logging.getLogger("medgossip.peer")
+
+MEMBERSHIP_TTL = 10.0
+"""seconds a positive on-chain membership answer is trusted (a revocation is felt after this)."""
+
+
+def hexh(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def short(value: bytes | str) -> str:
+    text = value if isinstance(value, str) else value.hex()
+    return text[:10]
+
+
+@dataclass
+class Counters:
+    """What the peer counts; shown in status.json and exported as metrics."""
+
+    dropped: dict[str, int] = field(default_factory=dict)
+    merged: int = 0
+    recorded: int = 0
+    withdrawals_applied: int = 0
+    train_seconds: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+
+class ChainView:
+    """The peer's questions to the ledger, each blocking (call from a worker thread)."""
+
+    def __init__(self, ledger: AuditLedger) -> None:
+        self.ledger = ledger
+        self._members: dict[str, float] = {}
+
+    def is_member(self, peer_id: str) -> bool:
+        """Is this peer ID registered and active, with this exact peer ID, on chain?"""
+        now = time.monotonic()
+        if self._members.get(peer_id, 0.0) > now:
+            return True
+        try:
+            address = eth_address_from_peer_id(peer_id)
+            info = self.ledger.node_info(address)
+        except (LedgerError, ValueError):
+            return False
+        ok = info is not None and info.active and info.peer_id == peer_id_to_bytes(peer_id)
+        if ok:
+            self._members[peer_id] = now + MEMBERSHIP_TTL
+        return ok
+
+    def verify(self, delta_hash: bytes, peer_id: str) -> tuple[int | None, str]:
+        """(sample count, "") if `delta_hash` is recorded by the node behind `peer_id`."""
+        ref = self.ledger.contribution(delta_hash)
+        if ref is None:
+            return None, "not-recorded"
+        if ref.author != eth_address_from_peer_id(peer_id):
+            return None, "wrong-author"
+        if not self.is_member(peer_id):
+            return None, "not-member"
+        return ref.sample_count, ""
+
+
+class Peer:
+    """One peer: its learner, checkpoint, chain view, and the trio tasks around them."""
+
+    def __init__(self, config: NodeConfig, secret: bytes, ledger: AuditLedger, learner: Learner) -> None:
+        self.config = config
+        self.secret = secret
+        self.peer_id = peer_id_from_secret(secret)
+        self.address = eth_address_from_peer_id(self.peer_id)
+        self.chain = ChainView(ledger)
+        self.learner = learner
+        self.store = CheckpointStore(config.checkpoint_dir)
+        self.state = NodeState()
+        self.counters = Counters()
+        self.metrics = PeerMetrics() if config.metrics_port else None
+        self.withdrawn: set[bytes] = set()
+        self.announced: dict[str, Announcement] = {}
+        """latest announcement per peer ID."""
+        self.new_announcement = trio.Event()
+        self.record_wakeup = trio.Event()
+        self.net: GossipNetwork | None = None
+        self.last_accuracy: tuple[float, float | None] = (0.0, None)
+        self.finished = False
+
+    # --- start-up -------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Checks against the chain and the checkpoint; blocking."""
+        info = self.chain.ledger.node_info(self.address)
+        if info is None or not info.active:
+            raise PeerError(
+                f"this node's address {self.address} is not an active registered node on the "
+                "ledger: ask the consortium admin to run `medgossip admin register-node`"
+            )
+        if info.peer_id != peer_id_to_bytes(self.peer_id):
+            raise PeerError("the peer ID registered on chain for this address is not this key's")
+        genesis = self.chain.ledger.genesis_model()
+        if genesis is None:
+            raise PeerError("no genesis model on chain: the admin runs `medgossip admin set-genesis`")
+        if genesis != self.learner.genesis_hash:
+            raise PeerError(
+                f"genesis model mismatch: chain has {hexh(genesis)}, this config builds "
+                f"{hexh(self.learner.genesis_hash)} (check model, image_size, genesis_seed)"
+            )
+        self.state = self.store.load_state()
+        self.withdrawn = {bytes.fromhex(h[2:]) for h in self.state.withdrawn}
+        if self.state.round:
+            model, residual = self.store.load_tensors("round", self.state.round)
+            self.learner.load_state(model)
+            self.learner.encoder.set_residual(residual)
+        if self.state.accountant is not None:
+            self.learner.trainer.load_privacy_state(self.state.accountant)
+        log.info(
+            "peer ready peer=%s address=%s round=%d queued=%d", self.peer_id, self.address,
+            self.state.round, len(self.state.queued()),
+        )
+
+    # --- the round loop -------------------------------------------------------------
+
+    async def run(self, net: GossipNetwork) -> None:
+        self.net = net
+        for entry in self.state.journal[-5:]:
+            payload = self.store.load_payload(entry.delta_hash)
+            if payload is not None:
+                net.provide(bytes.fromhex(entry.delta_hash[2:]), payload)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._listen)
+            nursery.start_soon(self._record_loop)
+            nursery.start_soon(self._consent_loop)
+            await self._rounds()
+            self.finished = True
+            await self._drain_records()
+            self.write_status()
+            if self.config.linger:
+                log.info("rounds done; serving payloads%s", "" if self.config.linger < 0 else f" for {self.config.linger}s")
+                await trio.sleep(float("inf") if self.config.linger < 0 else self.config.linger)
+            nursery.cancel_scope.cancel()
+
+    async def _rounds(self) -> None:
+        pending = self.state.pending_trained_round()
+        if pending is not None:
+            await self._resume_trained(pending)
+        while not self.config.rounds or self.state.round < self.config.rounds:
+            round_ = self.state.round + 1
+            contribution = await trio.to_thread.run_sync(
+                self.learner.train_round, round_, frozenset(self.withdrawn)
+            )
+            self.counters.train_seconds += contribution.train_seconds
+            await trio.to_thread.run_sync(self._commit_trained, contribution)
+            self.record_wakeup.set()
+            await self._merge_round(round_, contribution.sample_count)
+
+    async def _resume_trained(self, round_: int) -> None:
+        """The peer stopped after training round `round_` and before merging it."""
+        entry = next(e for e in self.state.journal if e.round == round_)
+        model, residual = self.store.load_tensors("trained", round_)
+        base, _ = self.store.load_tensors("round", self.state.round) if self.state.round else (self.learner.state(), {})
+        self.learner.base_state = base
+        self.learner.load_state(model)
+        self.learner.encoder.set_residual(residual)
+        payload = self.store.load_payload(entry.delta_hash)
+        if payload is not None and self.net is not None:
+            self.net.provide(bytes.fromhex(entry.delta_hash[2:]), payload)
+        log.info("resuming round=%d from its trained checkpoint delta=%s", round_, short(entry.delta_hash))
+        self.record_wakeup.set()
+        await self._merge_round(round_, entry.sample_count)
+
+    def _commit_trained(self, c: Contribution) -> None:
+        """Make a trained round durable: payload, trained tensors, then the journal entry."""
+        key = hexh(c.delta_hash)
+        self.store.save_payload(key, c.payload)
+        self.store.save_tensors("trained", c.round, self.learner.state(), self.learner.encoder.get_residual())
+        self.state.journal.append(
+            JournalEntry(
+                round=c.round, delta_hash=key, base_hash=hexh(c.base_hash), sample_count=c.sample_count,
+                data_root=hexh(c.data_root), epsilon=c.epsilon,
+            )
+        )
+        self.state.accountant = self.learner.trainer.privacy_state()
+        self.store.save_state(self.state)
+        if self.net is not None:
+            self.net.provide(c.delta_hash, c.payload)
+        log.info(
+            "trained round=%d delta=%s samples=%d loss=%.4f epsilon=%.4f bytes=%d",
+            c.round, short(key), c.sample_count, c.loss, c.epsilon, len(c.payload),
+        )
+
+    async def _merge_round(self, round_: int, own_samples: int) -> None:
+        peers = await self._pull(round_)
+        outcome = await trio.to_thread.run_sync(self.learner.merge, own_samples, peers)
+        for delta_hash, reason in outcome.rejected:
+            self.counters.drop("undecodable")
+            log.warning("rejected payload delta=%s reason=%s", short(delta_hash), reason)
+        for delta_hash in outcome.merged:
+            self.state.merged[hexh(delta_hash)] = round_
+        self.counters.merged += len(outcome.merged)
+        accuracy = await trio.to_thread.run_sync(self.learner.evaluate)
+        self.last_accuracy = accuracy
+        await trio.to_thread.run_sync(self._commit_merged, round_, outcome.merged, accuracy)
+
+    def _commit_merged(self, round_: int, merged: tuple[bytes, ...], accuracy: tuple[float, float | None]) -> None:
+        self.store.save_tensors("round", round_, self.learner.state(), self.learner.encoder.get_residual())
+        self.state.round = round_
+        stats = self.net.stats if self.net is not None else None
+        self.state.history.append(
+            {
+                "round": round_,
+                "accuracy": accuracy[0],
+                "eval_accuracy": accuracy[1],
+                "merged": len(merged),
+                "bytes_sent": getattr(stats, "bytes_sent", 0),
+                "time": time.time(),
+            }
+        )
+        self.store.save_state(self.state)
+        self.store.prune(keep_round=round_)
+        self.write_status()
+        log.info(
+            "round=%d merged=%d accuracy=%.4f%s", round_, len(merged), accuracy[0],
+            "" if accuracy[1] is None else f" eval_accuracy={accuracy[1]:.4f}",
+        )
+
+    # --- pulling peers' deltas ------------------------------------------------------
+
+    def _candidates(self) -> list[Announcement]:
+        return [
+            a for pid, a in self.announced.items()
+            if pid != self.peer_id and hexh(a.delta_hash) not in self.state.merged
+        ]
+
+    async def _pull(self, round_: int) -> list[PeerPayload]:
+        k = self.config.fan_out
+        if k == 0:
+            return []
+        if not self._candidates():
+            with trio.move_on_after(self.config.pull_wait):
+                while not self._candidates():
+                    self.new_announcement = trio.Event()
+                    await self.new_announcement.wait()
+        candidates = self._candidates()
+        random.shuffle(candidates)
+        chosen = candidates[:k]
+        results: list[PeerPayload] = []
+        async with trio.open_nursery() as nursery:
+            for ann in chosen:
+                nursery.start_soon(self._pull_one, ann, results)
+        return results
+
+    async def _pull_one(self, ann: Announcement, results: list[PeerPayload]) -> None:
+        key = hexh(ann.delta_hash)
+        try:
+            samples, reason = await trio.to_thread.run_sync(self.chain.verify, ann.delta_hash, ann.peer_id)
+        except ChainUnavailable:
+            self.counters.drop("unverifiable-chain-down")
+            return
+        except LedgerError as exc:
+            self.counters.drop("unverifiable")
+            log.warning("cannot verify delta=%s: %s", short(key), exc)
+            return
+        if samples is None:
+            self.counters.drop(reason)
+            log.warning("dropped delta=%s from peer=%s: %s", short(key), ann.peer_id, reason)
+            if reason != "not-recorded":
+                self.state.merged[key] = -1  # never try this one again
+            return
+        holders = [ann.peer_id] + [p for p in self.net.connected_peers() if p != ann.peer_id]
+        try:
+            payload = await self.net.fetch(ann.delta_hash, from_peers=holders[: 1 + self.config.fan_out])
+        except FetchFailed as exc:
+            self.counters.drop("fetch-failed")
+            log.warning("fetch failed delta=%s: %s", short(key), exc)
+            return
+        results.append(PeerPayload(ann.peer_id, ann.delta_hash, payload, samples))
+
+    async def _listen(self) -> None:
+        async for ann in self.net.announcements():
+            if ann.peer_id == self.peer_id:
+                continue
+            previous = self.announced.get(ann.peer_id)
+            if previous is None or ann.round >= previous.round:
+                self.announced[ann.peer_id] = ann
+                self.new_announcement.set()
+
+    # --- the chain: records and consent ---------------------------------------------
+
+    async def _record_loop(self) -> None:
+        while True:
+            await self._record_queued()
+            with trio.move_on_after(self.config.chain_poll):
+                await self.record_wakeup.wait()
+            self.record_wakeup = trio.Event()
+
+    async def _record_queued(self) -> None:
+        """Record queued contributions oldest first; announce each once recorded."""
+        for entry in self.state.queued():
+            try:
+                tx_hash, block = await trio.to_thread.run_sync(self._record, entry)
+            except ChainUnavailable:
+                log.warning("chain unavailable: %d contribution(s) queued", len(self.state.queued()))
+                return
+            self.state.mark_recorded(entry.delta_hash, tx_hash, block)
+            await trio.to_thread.run_sync(self.store.save_state, self.state)
+            self.counters.recorded += 1
+            log.info("recorded round=%d delta=%s tx=%s block=%d", entry.round, short(entry.delta_hash), short(tx_hash), block)
+            await self.net.announce(
+                Announcement(
+                    peer_id=self.peer_id, round=entry.round, delta_hash=bytes.fromhex(entry.delta_hash[2:]),
+                    size=len(self.store.load_payload(entry.delta_hash) or b""), codec=self.config.codec,
+                    metadata={"samples": str(entry.sample_count)},
+                )
+            )
+
+    def _record(self, entry: JournalEntry) -> tuple[str, int]:
+        ledger = self.chain.ledger
+        delta = bytes.fromhex(entry.delta_hash[2:])
+        try:
+            tx = ledger.record_contribution(
+                delta, bytes.fromhex(entry.base_hash[2:]), entry.round, entry.sample_count,
+                bytes.fromhex(entry.data_root[2:]), entry.epsilon,
+            )
+            return tx.tx_hash, tx.block_number
+        except DuplicateContribution:
+            # Recorded before a crash, not yet journaled: ours if the chain says so.
+            ref = ledger.contribution(delta)
+            if ref is None or ref.author != self.address:
+                raise PeerError(f"delta {entry.delta_hash} is recorded by another node") from None
+            return "", 0
+
+    async def _drain_records(self) -> None:
+        with trio.move_on_after(30):
+            while self.state.queued():
+                self.record_wakeup.set()
+                await trio.sleep(0.2)
+
+    async def _consent_loop(self) -> None:
+        while True:
+            try:
+                await trio.to_thread.run_sync(self._apply_withdrawals)
+            except ChainUnavailable:
+                pass
+            await trio.sleep(self.config.chain_poll)
+
+    def _apply_withdrawals(self) -> None:
+        ledger = self.chain.ledger
+        head = ledger.block_number()
+        if head < self.state.withdrawals_block:
+            return
+        events = ledger.withdrawals(from_block=self.state.withdrawals_block, to_block=head)
+        fresh = [e.subject for e in events if e.subject not in self.withdrawn]
+        if fresh:
+            local = self.learner.trainer.exclude(fresh)
+            self.withdrawn.update(fresh)
+            self.state.withdrawn = [hexh(s) for s in sorted(self.withdrawn)]
+            self.counters.withdrawals_applied += len(fresh)
+            log.info(
+                "consent withdrawal applied: %d subject(s), %d local image(s) excluded before the next step",
+                len(fresh), local,
+            )
+        self.state.withdrawals_block = head + 1
+        self.store.save_state(self.state)
+
+    # --- status -----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        stats = self.net.stats if self.net is not None else None
+        last = self.state.journal[-1] if self.state.journal else None
+        return {
+            "peer_id": self.peer_id,
+            "address": self.address,
+            "pid": os.getpid(),
+            "round": self.state.round,
+            "rounds_target": self.config.rounds,
+            "finished": self.finished,
+            "peers": len(self.net.connected_peers()) if self.net is not None else 0,
+            "last_contribution": None if last is None else {
+                "round": last.round, "delta_hash": last.delta_hash, "status": last.status, "tx_hash": last.tx_hash,
+            },
+            "queued_records": len(self.state.queued()),
+            "accuracy": self.last_accuracy[0],
+            "eval_accuracy": self.last_accuracy[1],
+            "epsilon_total": sum(e.epsilon for e in self.state.journal),
+            "merged_total": self.counters.merged,
+            "recorded_total": self.counters.recorded,
+            "withdrawn_subjects": len(self.withdrawn),
+            "withdrawals_applied": self.counters.withdrawals_applied,
+            "dropped": dict(self.counters.dropped),
+            "bytes_sent": getattr(stats, "bytes_sent", 0),
+            "bytes_received": getattr(stats, "bytes_received", 0),
+            "train_seconds": round(self.counters.train_seconds, 3),
+            "wall_seconds": round(time.monotonic() - self.counters.started, 3),
+            "updated": time.time(),
+        }
+
+    def write_status(self) -> None:
+        status = self.status()
+        self.store.write_status(status)
+        if self.metrics is not None:
+            self.metrics.update(status)
+
+
+# --- wiring -------------------------------------------------------------------------
+
+
+def resolve_chain(config: NodeConfig) -> tuple[str, str]:
+    """(rpc_url, contract) from the config or its devnet.json."""
+    rpc, contract = config.rpc_url, config.contract
+    if config.devnet is not None and (not rpc or not contract):
+        try:
+            info = json.loads(Path(config.devnet).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PeerError(f"cannot read devnet file {config.devnet}: {exc}") from exc
+        rpc = rpc or info["rpc_url"]
+        contract = contract or info["contract"]
+    if not rpc or not contract:
+        raise PeerError("no chain configured: set rpc_url and contract, or devnet (a devnet.json)")
+    return rpc, contract
+
+
+def learner_settings(config: NodeConfig) -> LearnerSettings:
+    from node.privacy import DPConfig
+
+    dp = None
+    if config.dp_enabled:
+        dp = DPConfig(
+            noise_multiplier=config.dp_noise_multiplier,
+            max_grad_norm=config.dp_max_grad_norm,
+            delta=config.dp_delta,
+        )
+    return LearnerSettings(
+        model=config.model, image_size=config.image_size, num_classes=config.num_classes,
+        genesis_seed=config.genesis_seed, seed=config.seed, local_steps=config.local_steps,
+        batch_size=config.batch_size, lr=config.lr, merge=config.merge, codec=config.codec,
+        topk_fraction=config.topk_fraction, holdout_fraction=config.holdout_fraction, dp=dp,
+    )
+
+
+def build_peer(config: NodeConfig) -> Peer:
+    """Everything blocking before the event loop: key, chain, data, learner, checkpoint."""
+    import torch
+
+    from gossip.identity import load_or_create_secret
+    from node.data import load_image_set
+
+    torch.set_num_threads(1)
+    secret = load_or_create_secret(config.key_file)
+    rpc, contract = resolve_chain(config)
+    ledger = AuditLedger(rpc, contract, private_key="0x" + secret.hex())
+    images = load_image_set(config.data_dir, size=config.image_size)
+    eval_images = load_image_set(config.eval_data, size=config.image_size) if config.eval_data else None
+    learner = Learner(learner_settings(config), images, eval_images)
+    peer = Peer(config, secret, ledger, learner)
+    peer.prepare()
+    return peer
+
+
+async def run_peer(config: NodeConfig, on_ready: Callable[[Peer], Awaitable[None]] | None = None) -> None:
+    """Start a peer and run it until its rounds are done or SIGINT/SIGTERM arrives."""
+    peer = await trio.to_thread.run_sync(build_peer, config)
+    network_id = config.network_id or f"{peer.chain.ledger.chain_id}-{peer.chain.ledger.address.lower()}"
+
+    async def is_member(peer_id: str) -> bool:
+        return await trio.to_thread.run_sync(peer.chain.is_member, peer_id)
+
+    gossip_config = GossipConfig(
+        secret=peer.secret, network_id=network_id, listen=list(config.listen),
+        bootstrap=list(config.bootstrap), is_member=is_member,
+    )
+    if peer.metrics is not None:
+        peer.metrics.serve(config.metrics_port)
+    async with GossipNetwork(gossip_config) as net:
+        log.info("listening on %s", " ".join(net.listen_addrs))
+        peer.store.folder.mkdir(parents=True, exist_ok=True)
+        (peer.store.folder / "addrs.json").write_text(json.dumps(net.listen_addrs))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
+            if on_ready is not None:
+                await on_ready(peer)
+            await peer.run(net)
+            nursery.cancel_scope.cancel()
+    peer.write_status()
+    log.info("stopped at round=%d", peer.state.round)
+
+
+async def _cancel_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s: shutting down", signal.Signals(signum).name)
+            scope.cancel()
+            return
