@@ -1,0 +1,102 @@
+"""Build the libp2p host: secp256k1 identity, Noise only, Yamux only, GossipSub at ~1 s.
+
+Security defaults (py-libp2p's own defaults accept plaintext and secio dialers and offer
+Mplex): the only security transport offered or accepted is Noise, the only muxer Yamux,
+pubsub signing is strict, inbound pubsub RPCs are capped at 1 MiB (GossipSub's own
+limit) and the pubsub message-id seqno is seeded from the nanosecond clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gossip import _tuning
+from gossip.errors import ConfigError, InvalidIdentity
+from gossip.logs import configure_libp2p_logging
+
+__all__ = ["HostParts", "PUBSUB_PROTOCOLS", "build_host", "parse_multiaddrs"]
+
+
+def _pubsub_protocols() -> list[Any]:
+    from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12
+
+    return [PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID]
+
+
+PUBSUB_PROTOCOLS = ("/meshsub/1.2.0", "/meshsub/1.1.0", "/meshsub/1.0.0")
+
+
+@dataclass(frozen=True)
+class HostParts:
+    host: Any
+    pubsub: Any
+    gossipsub: Any
+
+
+def parse_multiaddrs(addrs: list[str] | tuple[str, ...]) -> list[Any]:
+    import multiaddr
+
+    parsed = []
+    for text in addrs:
+        try:
+            parsed.append(multiaddr.Multiaddr(text))
+        except Exception as exc:  # multiaddr raises several unrelated types
+            raise ConfigError(f"not a multiaddr: {text!r}") from exc
+    return parsed
+
+
+def build_host(
+    secret: bytes,
+    *,
+    heartbeat_interval: float = 1.0,
+    enable_mdns: bool = False,
+    tuned: bool = True,
+    max_inbound_rpc: int = 1024 * 1024,
+) -> HostParts:
+    """Construct (not start) host, Pubsub and GossipSub for ``secret``."""
+    import libp2p
+    from libp2p.crypto.secp256k1 import create_new_key_pair
+    from libp2p.crypto.x25519 import create_new_key_pair as create_x25519
+    from libp2p.custom_types import TProtocol
+    from libp2p.pubsub.gossipsub import GossipSub
+    from libp2p.pubsub.pubsub import Pubsub
+    from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+    from libp2p.security.noise.transport import Transport as NoiseTransport
+    from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+    from libp2p.stream_muxer.yamux.yamux import Yamux
+
+    configure_libp2p_logging()
+    if tuned:
+        _tuning.apply_transport_tuning()
+    try:
+        key_pair = create_new_key_pair(secret)
+    except ValueError as exc:
+        raise InvalidIdentity("secret is not a valid secp256k1 key") from exc
+    host = libp2p.new_host(
+        key_pair=key_pair,
+        sec_opt={
+            TProtocol(NOISE_PROTOCOL_ID): NoiseTransport(
+                key_pair, noise_privkey=create_x25519().private_key
+            )
+        },
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        enable_mDNS=enable_mdns,
+    )
+    gossipsub = GossipSub(
+        protocols=_pubsub_protocols(),
+        degree=6,
+        degree_low=4,
+        degree_high=12,
+        heartbeat_interval=heartbeat_interval,  # type: ignore[arg-type]
+        heartbeat_initial_delay=0.1,
+        time_to_live=30,
+    )
+    pubsub = Pubsub(
+        host,
+        gossipsub,
+        strict_signing=True,
+        max_inbound_rpc_size=max_inbound_rpc,
+    )
+    _tuning.seed_pubsub_seqno(pubsub)
+    return HostParts(host=host, pubsub=pubsub, gossipsub=gossipsub)
