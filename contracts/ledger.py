@@ -70,7 +70,16 @@ from contracts.records import (
     TxResult,
 )
 
-__all__ = ["AuditLedger", "EPSILON_SCALE", "epsilon_to_micros", "micros_to_epsilon"]
+__all__ = [
+    "AuditLedger",
+    "EPSILON_SCALE",
+    "account_address",
+    "epsilon_to_micros",
+    "micros_to_epsilon",
+    "new_private_key",
+    "probe_chain",
+    "send_ether",
+]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +133,34 @@ def epsilon_to_micros(epsilon: float) -> int:
 def micros_to_epsilon(micros: int) -> float:
     """The contract's micro-epsilon -> float epsilon."""
     return micros / EPSILON_SCALE
+
+
+def probe_chain(rpc_url: str, timeout: float = 1.0) -> int:
+    """The chain id at `rpc_url`; ChainUnavailable if nothing answers."""
+    w3 = _http_web3(rpc_url, timeout)
+    try:
+        return int(w3.eth.chain_id)
+    except (requests.RequestException, OSError, ValueError, Web3RPCError) as exc:
+        raise ChainUnavailable(f"no chain answers at {rpc_url}: {type(exc).__name__}") from exc
+
+
+def send_ether(rpc_url: str, from_key: str | bytes, to_address: str, amount_wei: int) -> TxResult:
+    """Transfer ether (e.g. fund a fresh node key from a devnet account) and wait."""
+    handle = AuditLedger(rpc_url, "0x" + "00" * 20, from_key)
+    return handle.wait_for(
+        handle._submit(b"", 21_000, to=_address(to_address, "recipient"),
+                       value=_uint(amount_wei, 2**256 - 1, "amount"))
+    )
+
+
+def new_private_key() -> str:
+    """A fresh secp256k1 private key as 0x-prefixed hex (from the OS CSPRNG)."""
+    return "0x" + bytes(Account.create().key).hex()
+
+
+def account_address(private_key: str | bytes) -> str:
+    """The checksummed address of a private key (InvalidInput if malformed)."""
+    return str(_account(private_key).address)
 
 
 # ---------------------------------------------------------------------------- input
@@ -634,15 +671,23 @@ class AuditLedger:
             raise InvalidInput("this ledger handle has no private key; pass one to send transactions")
         return self._signer
 
-    def _submit(self, calldata: bytes, gas: int | None, *, create: bytes | None = None) -> str:
+    def _submit(
+        self,
+        calldata: bytes,
+        gas: int | None,
+        *,
+        create: bytes | None = None,
+        to: str | None = None,
+        value: int = 0,
+    ) -> str:
         """Estimate (unless `gas`), sign with the local nonce, send; return the tx hash."""
         signer = self._require_signer()
         chain_id = self.chain_id
-        tx: dict[str, Any] = {"from": signer.address, "value": 0, "chainId": chain_id}
+        tx: dict[str, Any] = {"from": signer.address, "value": value, "chainId": chain_id}
         if create is not None:
             tx["data"] = create
         else:
-            tx["to"] = self._address
+            tx["to"] = to if to is not None else self._address
             tx["data"] = calldata
         if gas is None:
             estimate = self._rpc(lambda: int(self._w3.eth.estimate_gas(tx)))  # type: ignore[arg-type]

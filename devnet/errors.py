@@ -1,0 +1,47 @@
+"""Errors of the local devnet (anvil) management.
+
+    DevnetError
+    ├── AnvilNotFound        the anvil binary is not installed (run `make install`)
+    ├── PortInUse            the RPC port on 127.0.0.1 is taken
+    ├── DevnetStartFailed    anvil exited or never answered; the message quotes its log
+    ├── DevnetNotRunning     no devnet.json, or its anvil is not running
+    └── DevnetFileError      devnet.json is missing, unreadable or malformed
+
+Chain-side failures while deploying or registering surface as `contracts.errors`
+exceptions (LedgerError), unchanged.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AnvilNotFound",
+    "DevnetError",
+    "DevnetFileError",
+    "DevnetNotRunning",
+    "DevnetStartFailed",
+    "PortInUse",
+]
+
+
+class DevnetError(Exception):
+    """Base of devnet errors."""
+
+
+class AnvilNotFound(DevnetError):
+    """No anvil binary where expected."""
+
+
+class PortInUse(DevnetError):
+    """The requested port is already bound on 127.0.0.1."""
+
+
+class DevnetStartFailed(DevnetError):
+    """anvil did not come up."""
+
+
+class DevnetNotRunning(DevnetError):
+    """The devnet of this directory is not running."""
+
+
+class DevnetFileError(DevnetError):
+    """devnet.json cannot be read or written."""

@@ -1,0 +1,215 @@
+"""Start, stop and inspect the local devnet of one directory.
+
+    start_devnet(workdir, nodes=4, port=8545, peer_id_of=...)  -> DevnetInfo
+    stop_devnet(workdir)                                        -> bool
+    devnet_status(workdir)                                      -> DevnetStatus
+
+The first start deploys AuditLedger and registers the dev nodes; a restart re-uses
+the state file, finds the recorded contract (its code is there) and keeps every
+record. Node identities are fresh secp256k1 keys (not anvil's well-known dev keys),
+funded from anvil's first dev account. Peer IDs are computed by `peer_id_of`, which
+the caller injects (the CLI passes `gossip.identity.peer_id_bytes_from_secret`):
+devnet does not import gossip.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from contracts.errors import ChainUnavailable, LedgerError
+from contracts.ledger import AuditLedger, account_address, new_private_key, send_ether
+from devnet.anvil import is_anvil_running, start_anvil, stop_anvil
+from devnet.errors import DevnetFileError, DevnetNotRunning
+from devnet.info import DEVNET_FILE, DevNode, DevnetInfo
+
+__all__ = [
+    "ANVIL_FUNDER_KEY",
+    "DEFAULT_PORT",
+    "DevnetStatus",
+    "PeerIdOf",
+    "devnet_status",
+    "start_devnet",
+    "stop_devnet",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8545
+STATE_FILE = "anvil-state.json"
+LOG_FILE = "anvil.log"
+
+ANVIL_FUNDER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+"""anvil's first well-known dev account (test mnemonic): used only to fund fresh keys."""
+
+ADMIN_FUNDS = 1_000 * 10**18
+NODE_FUNDS = 100 * 10**18
+
+PeerIdOf = Callable[[bytes], bytes]
+"""secret (32 bytes) -> raw peer ID multihash bytes."""
+
+
+@dataclass(frozen=True)
+class DevnetStatus:
+    """What `medgossip devnet status` shows."""
+
+    info: DevnetInfo
+    running: bool
+    block_number: int | None
+    contract_deployed: bool
+
+
+def _devnet_file(workdir: Path) -> Path:
+    return workdir / DEVNET_FILE
+
+
+def start_devnet(
+    workdir: str | os.PathLike[str],
+    nodes: int = 4,
+    port: int | None = None,
+    peer_id_of: PeerIdOf | None = None,
+    *,
+    timeout: float = 30.0,
+) -> DevnetInfo:
+    """Start (or restart) the devnet of `workdir` and return its devnet.json contents.
+
+    Already running: returns the recorded info unchanged. Restart: same state file and
+    port (unless `port` is given), contract re-used if its code is there, missing dev
+    nodes (up to `nodes`) added. First start: deploy, register `nodes` dev nodes.
+    """
+    if peer_id_of is None:
+        raise TypeError("start_devnet needs peer_id_of (secret -> raw peer ID bytes)")
+    if nodes < 0:
+        raise ValueError("nodes must be >= 0")
+    root = Path(workdir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    path = _devnet_file(root)
+    previous = DevnetInfo.load(path) if path.exists() else None
+
+    if previous is not None and is_anvil_running(previous.anvil_pid):
+        log.info("devnet already running (pid %s)", previous.anvil_pid)
+        return previous
+
+    chosen_port = port if port is not None else (previous.port if previous else DEFAULT_PORT)
+    state_file = root / STATE_FILE
+    log_file = root / LOG_FILE
+    anvil = start_anvil(chosen_port, state_file, log_file, timeout=timeout)
+    try:
+        info = _provision(root, anvil.rpc_url, anvil.pid, chosen_port, state_file, log_file,
+                          nodes, peer_id_of, previous)
+    except BaseException:
+        stop_anvil(anvil.pid)
+        raise
+    info.save(path)
+    return info
+
+
+def _provision(
+    root: Path,
+    rpc_url: str,
+    pid: int,
+    port: int,
+    state_file: Path,
+    log_file: Path,
+    node_count: int,
+    peer_id_of: PeerIdOf,
+    previous: DevnetInfo | None,
+) -> DevnetInfo:
+    if previous is not None:
+        existing = AuditLedger(rpc_url, previous.contract, previous.admin_key)
+        if existing.has_code():
+            log.info("re-using AuditLedger at %s", previous.contract)
+            info = replace(previous, rpc_url=rpc_url, anvil_pid=pid, port=port,
+                           state_file=str(state_file), log_file=str(log_file),
+                           chain_id=existing.chain_id)
+            return _add_nodes(info, existing, node_count, peer_id_of)
+        log.warning("no contract at %s after restart (state lost): deploying anew",
+                    previous.contract)
+
+    admin_key = previous.admin_key if previous else new_private_key()
+    relayer_key = previous.relayer_key if previous else new_private_key()
+    admin = account_address(admin_key)
+    send_ether(rpc_url, ANVIL_FUNDER_KEY, admin, ADMIN_FUNDS)
+    send_ether(rpc_url, ANVIL_FUNDER_KEY, account_address(relayer_key), NODE_FUNDS)
+    ledger = AuditLedger.deploy(rpc_url, admin_key)
+    info = DevnetInfo(
+        rpc_url=rpc_url,
+        chain_id=ledger.chain_id,
+        contract=ledger.address,
+        admin_key=admin_key,
+        admin=admin,
+        relayer_key=relayer_key,
+        nodes=(),
+        anvil_pid=pid,
+        state_file=str(state_file),
+        port=port,
+        log_file=str(log_file),
+        deployed_block=ledger.deployment.block_number if ledger.deployment else 0,
+    )
+    return _add_nodes(info, ledger, node_count, peer_id_of)
+
+
+def _add_nodes(
+    info: DevnetInfo, ledger: AuditLedger, node_count: int, peer_id_of: PeerIdOf
+) -> DevnetInfo:
+    nodes = list(info.nodes)
+    for index in range(len(nodes), node_count):
+        key = new_private_key()
+        secret = bytes.fromhex(key[2:])
+        node = DevNode(
+            name=f"node-{index}",
+            address=account_address(key),
+            private_key=key,
+            peer_id=bytes(peer_id_of(secret)),
+        )
+        send_ether(info.rpc_url, ANVIL_FUNDER_KEY, node.address, NODE_FUNDS)
+        ledger.register_node(node.address, node.peer_id)
+        log.info("registered %s at %s", node.name, node.address)
+        nodes.append(node)
+    return replace(info, nodes=tuple(nodes))
+
+
+def stop_devnet(workdir: str | os.PathLike[str], timeout: float = 15.0) -> bool:
+    """Stop the devnet's anvil by its recorded PID (SIGTERM: it writes its state).
+
+    Returns False when it was not running. devnet.json stays (without the PID), so a
+    later start resumes the same chain.
+    """
+    path = _devnet_file(Path(workdir))
+    info = DevnetInfo.load(path)
+    stopped = info.anvil_pid is not None and stop_anvil(info.anvil_pid, timeout)
+    info.with_pid(None).save(path)
+    return stopped
+
+
+def devnet_status(workdir: str | os.PathLike[str]) -> DevnetStatus:
+    """Whether the devnet of `workdir` runs, its head block and contract presence."""
+    info = DevnetInfo.load(_devnet_file(Path(workdir)))
+    running = is_anvil_running(info.anvil_pid)
+    block: int | None = None
+    deployed = False
+    if running:
+        try:
+            ledger = AuditLedger(info.rpc_url, info.contract)
+            block = ledger.block_number()
+            deployed = ledger.has_code()
+        except ChainUnavailable:
+            running = False
+        except LedgerError as exc:  # reported as "not deployed"
+            log.warning("devnet status: %s", exc)
+    return DevnetStatus(info=info, running=running, block_number=block, contract_deployed=deployed)
+
+
+def require_running(workdir: str | os.PathLike[str]) -> DevnetInfo:
+    """The devnet info, or DevnetNotRunning."""
+    try:
+        info = DevnetInfo.load(_devnet_file(Path(workdir)))
+    except DevnetFileError as exc:
+        raise DevnetNotRunning(str(exc)) from exc
+    if not is_anvil_running(info.anvil_pid):
+        raise DevnetNotRunning(f"the devnet in {workdir} is not running: `medgossip devnet start`")
+    return info
