@@ -1,0 +1,390 @@
+"""Delta codec: round trips, canonical bytes, and rejection of hostile payloads."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import struct
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from node.codec import (
+    FORMAT_VERSION,
+    CodecSpec,
+    DeltaEncoder,
+    apply_delta,
+    canonical_bytes,
+    decode_delta,
+    payload_hash,
+    topk_count,
+)
+from node.errors import (
+    CodecError,
+    EncodingError,
+    InvalidValues,
+    MalformedPayload,
+    PayloadTooLarge,
+    SchemaMismatch,
+    UnsupportedFormat,
+)
+from node.models import build_model, state_hash
+
+SPECS = [
+    CodecSpec("fp32"),
+    CodecSpec("fp16"),
+    CodecSpec("int8"),
+    CodecSpec("topk", 0.01),
+    CodecSpec("topk", 0.1),
+]
+
+
+def _states(seed: int = 0, scale: float = 0.01) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    base = build_model("small-cnn", seed=0).state_dict()
+    gen = torch.Generator().manual_seed(seed)
+    new = {k: v + scale * torch.randn(v.shape, generator=gen) for k, v in base.items()}
+    return base, new
+
+
+BASE, NEW = _states()
+BASE_HASH = state_hash(BASE)
+
+
+def _true_delta(new: dict[str, torch.Tensor], base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: new[k] - base[k] for k in base}
+
+
+def _metadata(codec: str = "fp32", params: str = "{}", **overrides: str) -> dict[str, str]:
+    meta = {
+        "format": FORMAT_VERSION,
+        "model_id": "small-cnn",
+        "base_hash": BASE_HASH.hex(),
+        "codec": codec,
+        "params": params,
+    }
+    meta.update(overrides)
+    return meta
+
+
+# --- round trips ------------------------------------------------------------------------
+
+
+def test_fp32_round_trip_is_exact() -> None:
+    encoded = DeltaEncoder(CodecSpec("fp32"), "small-cnn").encode(NEW, BASE, BASE_HASH)
+
+    decoded = decode_delta(encoded.payload, BASE, model_id="small-cnn", base_hash=BASE_HASH)
+
+    assert decoded.header.codec == CodecSpec("fp32")
+    assert decoded.header.base_hash == BASE_HASH
+    for name, delta in _true_delta(NEW, BASE).items():
+        assert torch.equal(decoded.tensors[name], delta)
+    rebuilt = apply_delta(BASE, decoded.tensors)
+    assert all(torch.equal(rebuilt[k], BASE[k] + decoded.tensors[k]) for k in BASE)
+
+
+@pytest.mark.parametrize(("spec", "rel_tol"), [(CodecSpec("fp16"), 1e-3), (CodecSpec("int8"), 1 / 254 + 1e-6)])
+def test_quantised_round_trips_within_tolerance(spec: CodecSpec, rel_tol: float) -> None:
+    encoded = DeltaEncoder(spec, "small-cnn").encode(NEW, BASE, BASE_HASH)
+
+    decoded = decode_delta(encoded.payload, BASE)
+
+    for name, delta in _true_delta(NEW, BASE).items():
+        err = (decoded.tensors[name] - delta).abs().max()
+        assert err <= rel_tol * delta.abs().max() + 1e-7, name
+
+
+def test_topk_keeps_the_largest_entries_per_tensor() -> None:
+    encoded = DeltaEncoder(CodecSpec("topk", 0.1), "small-cnn").encode(NEW, BASE, BASE_HASH)
+
+    decoded = decode_delta(encoded.payload, BASE)
+
+    for name, delta in _true_delta(NEW, BASE).items():
+        got = decoded.tensors[name]
+        k = topk_count(delta.numel(), 0.1)
+        assert int((got != 0).sum()) == k
+        kept = got != 0
+        assert torch.equal(got[kept], delta[kept])
+        if k < delta.numel():
+            assert delta[~kept].abs().max() <= delta[kept].abs().min()
+
+
+def test_topk_error_feedback_loses_nothing() -> None:
+    # sum of decoded deltas + final residual == sum of true deltas
+    encoder = DeltaEncoder(CodecSpec("topk", 0.01), "small-cnn")
+    sent = {k: torch.zeros_like(v) for k, v in BASE.items()}
+    truth = {k: torch.zeros_like(v) for k, v in BASE.items()}
+    for round_ in range(5):
+        _, new = _states(seed=round_ + 1)
+        payload = encoder.encode(new, BASE, BASE_HASH).payload
+        decoded = decode_delta(payload, BASE)
+        for k in BASE:
+            sent[k] += decoded.tensors[k]
+            truth[k] += new[k] - BASE[k]
+    residual = encoder.get_residual()
+
+    for k in BASE:
+        torch.testing.assert_close(sent[k] + residual[k], truth[k], atol=1e-5, rtol=0)
+    assert any(float(r.abs().max()) > 0 for r in residual.values())
+
+
+def test_residual_checkpoint_round_trip_resumes_identically() -> None:
+    spec = CodecSpec("topk", 0.05)
+    straight = DeltaEncoder(spec, "small-cnn")
+    straight.encode(NEW, BASE, BASE_HASH)
+    restarted = DeltaEncoder(spec, "small-cnn")
+    first = DeltaEncoder(spec, "small-cnn")
+    first.encode(NEW, BASE, BASE_HASH)
+
+    restarted.set_residual(st_load(st_save(first.get_residual())))  # via safetensors bytes
+    _, new2 = _states(seed=9)
+
+    assert restarted.encode(new2, BASE, BASE_HASH).payload == straight.encode(new2, BASE, BASE_HASH).payload
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.label)
+def test_encoding_is_deterministic_and_plain_safetensors(spec: CodecSpec) -> None:
+    shuffled_new = dict(reversed(list(NEW.items())))
+
+    a = DeltaEncoder(spec, "small-cnn").encode(NEW, BASE, BASE_HASH)
+    b = DeltaEncoder(spec, "small-cnn").encode(shuffled_new, BASE, BASE_HASH)
+
+    assert a.payload == b.payload
+    assert a.delta_hash == b.delta_hash == payload_hash(a.payload)
+    assert len(a.delta_hash) == 32
+    assert st_load(a.payload)  # any safetensors reader opens it
+
+
+def test_compression_ratios_are_what_the_formats_imply() -> None:
+    sizes = {s.label: DeltaEncoder(s, "m").encode(NEW, BASE, BASE_HASH).size for s in SPECS}
+
+    assert sizes["fp16"] < 0.55 * sizes["fp32"]
+    assert sizes["int8"] < 0.30 * sizes["fp32"]
+    assert sizes["topk-1%"] < 0.05 * sizes["fp32"]
+
+
+def test_encoder_rejects_mismatched_or_non_finite_states() -> None:
+    encoder = DeltaEncoder(CodecSpec("fp32"), "small-cnn")
+    missing = dict(NEW)
+    missing.pop("classifier.3.bias")
+    bad = dict(NEW)
+    bad["classifier.3.bias"] = torch.full_like(NEW["classifier.3.bias"], float("nan"))
+
+    with pytest.raises(EncodingError):
+        encoder.encode(missing, BASE, BASE_HASH)
+    with pytest.raises(EncodingError):
+        encoder.encode(bad, BASE, BASE_HASH)
+    with pytest.raises(EncodingError):
+        DeltaEncoder(CodecSpec("fp16"), "m").encode(
+            {k: v + 1e6 for k, v in NEW.items()}, BASE, BASE_HASH
+        )
+
+
+# --- hostile payloads -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fp32_payload() -> bytes:
+    return DeltaEncoder(CodecSpec("fp32"), "small-cnn").encode(NEW, BASE, BASE_HASH).payload
+
+
+def test_tampered_bytes_change_the_hash(fp32_payload: bytes) -> None:
+    tampered = bytearray(fp32_payload)
+    tampered[-1] ^= 0x01
+
+    assert payload_hash(bytes(tampered)) != payload_hash(fp32_payload)
+
+
+@pytest.mark.parametrize("cut", [0, 5, 8, 100, -1, -4000])
+def test_truncated_payload_is_rejected(fp32_payload: bytes, cut: int) -> None:
+    with pytest.raises(MalformedPayload):
+        decode_delta(fp32_payload[:cut], BASE)
+
+
+def test_trailing_bytes_are_rejected(fp32_payload: bytes) -> None:
+    with pytest.raises(MalformedPayload):
+        decode_delta(fp32_payload + b"\x00" * 4, BASE)
+
+
+def test_oversized_payload_is_rejected_before_parsing(fp32_payload: bytes) -> None:
+    with pytest.raises(PayloadTooLarge):
+        decode_delta(fp32_payload, BASE, max_bytes=len(fp32_payload) - 1)
+    with pytest.raises(PayloadTooLarge):
+        decode_delta(b"\x00" * (1024 + 1), BASE, max_bytes=1024)
+
+
+def test_oversized_header_is_rejected(fp32_payload: bytes) -> None:
+    huge = struct.pack("<Q", 50 * 1024 * 1024) + fp32_payload[8:]
+
+    with pytest.raises(MalformedPayload, match="header length"):
+        decode_delta(huge, BASE)
+
+
+def test_pickle_payloads_are_rejected_and_never_executed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "executed"
+
+    class Boom:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (open, (str(marker), "w"))
+
+    pickled = pickle.dumps({"features.0.weight": Boom()})
+    buffer = io.BytesIO()
+    torch.save(_true_delta(NEW, BASE), buffer)
+
+    for payload in (pickled, buffer.getvalue()):
+        with pytest.raises(MalformedPayload):
+            decode_delta(payload, BASE)
+    assert not marker.exists()
+
+
+def test_non_canonical_safetensors_is_rejected() -> None:
+    # safetensors.torch.save orders tensors by dtype and metadata randomly: valid
+    # safetensors, but not our canonical form (one content must have one hash).
+    tensors = {"b": torch.zeros(2, dtype=torch.int8), "a": torch.zeros(3)}
+    raw = st_save(tensors, metadata=_metadata())
+
+    with pytest.raises(CodecError):
+        decode_delta(raw, BASE)
+
+
+def test_wrong_shape_is_rejected() -> None:
+    other = build_model("small-cnn", num_classes=9, seed=0).state_dict()
+    moved = {k: v + 0.01 for k, v in other.items()}
+    payload = DeltaEncoder(CodecSpec("fp32"), "small-cnn").encode(moved, other, BASE_HASH).payload
+
+    with pytest.raises(SchemaMismatch, match="shape"):
+        decode_delta(payload, BASE)
+
+
+def test_wrong_dtype_is_rejected() -> None:
+    as_fp64 = {k: v.double() for k, v in _true_delta(NEW, BASE).items()}
+    payload = canonical_bytes(as_fp64, _metadata())
+
+    with pytest.raises(SchemaMismatch, match="dtype"):
+        decode_delta(payload, BASE)
+
+
+def test_extra_and_missing_keys_are_rejected() -> None:
+    delta = _true_delta(NEW, BASE)
+    extra = dict(delta, **{"evil.weight": torch.zeros(3)})
+    missing = dict(delta)
+    missing.pop("features.0.bias")
+
+    for tensors in (extra, missing):
+        with pytest.raises(SchemaMismatch, match="names differ"):
+            decode_delta(canonical_bytes(tensors, _metadata()), BASE)
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        _metadata(format="medgossip-delta/99"),
+        _metadata(codec="zip"),
+        _metadata(codec="topk", params='{"fraction":2.0}'),
+        _metadata(codec="topk", params='{"fraction":0.1,"x":1}'),
+        _metadata(codec="fp16", params='{"fraction":0.1}'),
+        _metadata(base_hash="zz"),
+        {"format": FORMAT_VERSION},
+    ],
+)
+def test_bad_headers_are_rejected(meta: dict[str, str]) -> None:
+    payload = canonical_bytes(_true_delta(NEW, BASE), meta)
+
+    with pytest.raises(UnsupportedFormat):
+        decode_delta(payload, BASE)
+
+
+def test_unexpected_model_or_base_is_rejected(fp32_payload: bytes) -> None:
+    with pytest.raises(UnsupportedFormat, match="model id"):
+        decode_delta(fp32_payload, BASE, model_id="resnet18")
+    with pytest.raises(UnsupportedFormat, match="base"):
+        decode_delta(fp32_payload, BASE, base_hash=b"\x01" * 32)
+
+
+def test_nan_and_inf_values_are_rejected() -> None:
+    for value in (float("nan"), float("inf")):
+        delta = _true_delta(NEW, BASE)
+        delta["features.0.bias"][3] = value
+        with pytest.raises(InvalidValues):
+            decode_delta(canonical_bytes(delta, _metadata()), BASE)
+
+
+def _topk_tensors(fraction: float) -> dict[str, torch.Tensor]:
+    payload = DeltaEncoder(CodecSpec("topk", fraction), "small-cnn").encode(NEW, BASE, BASE_HASH).payload
+    return dict(st_load(payload))
+
+
+@pytest.mark.parametrize("mutation", ["out_of_bounds", "negative", "duplicate"])
+def test_bad_topk_indices_are_rejected(mutation: str) -> None:
+    tensors = _topk_tensors(0.1)
+    name = "i/classifier.1.weight"
+    idx = tensors[name].clone()
+    if mutation == "out_of_bounds":
+        idx[-1] = BASE["classifier.1.weight"].numel()
+    elif mutation == "negative":
+        idx[0] = -1
+    else:
+        idx[1] = idx[0]
+    tensors[name] = idx
+
+    with pytest.raises(InvalidValues):
+        decode_delta(canonical_bytes(tensors, _metadata("topk", '{"fraction":0.1}')), BASE)
+
+
+def test_bad_int8_scale_or_value_is_rejected() -> None:
+    payload = DeltaEncoder(CodecSpec("int8"), "small-cnn").encode(NEW, BASE, BASE_HASH).payload
+    for name, value in (("s/features.0.bias", torch.tensor([-1.0])), ("q/features.0.bias", None)):
+        tensors = dict(st_load(payload))
+        if value is None:
+            q = tensors[name].clone()
+            q[0] = -128
+            value = q
+        tensors[name] = value
+        with pytest.raises(InvalidValues):
+            decode_delta(canonical_bytes(tensors, _metadata("int8")), BASE)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[dict[str, torch.Tensor], bytes]:
+    reference = {"w": torch.zeros(4, 3), "b": torch.zeros(3)}
+    new = {"w": torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), "b": torch.ones(3)}
+    payload = DeltaEncoder(CodecSpec("topk", 0.5), "tiny").encode(new, reference, b"\x00" * 32).payload
+    return reference, payload
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_corruption_only_ever_raises_codec_errors(
+    tiny: tuple[dict[str, torch.Tensor], bytes], data: st.DataObject
+) -> None:
+    reference, payload = tiny
+    raw = bytearray(payload)
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        raw[pos] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+
+    try:
+        decoded = decode_delta(bytes(raw[:cut]), reference)
+    except CodecError:
+        return
+    # Whatever got through is well-formed and finite.
+    assert set(decoded.tensors) == set(reference)
+    assert all(torch.isfinite(t).all() for t in decoded.tensors.values())
+
+
+def test_header_json_is_what_the_docs_say(fp32_payload: bytes) -> None:
+    (head_len,) = struct.unpack_from("<Q", fp32_payload)
+    header = json.loads(fp32_payload[8 : 8 + head_len])
+
+    assert header["__metadata__"] == {
+        "base_hash": BASE_HASH.hex(),
+        "codec": "fp32",
+        "format": FORMAT_VERSION,
+        "model_id": "small-cnn",
+        "params": "{}",
+    }
