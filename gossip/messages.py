@@ -14,6 +14,9 @@ Wire format, version 1 (big-endian, hand-written; never pickle)::
     size    u64
     codec   u8 length + ASCII
     n_meta  u8, then n_meta times: key (u8 length + UTF-8), value (u16 length + UTF-8)
+    n_addr  u8 (<= 8), then n_addr times: u8 length + ASCII multiaddr where the sender
+            listens (filled in by GossipNetwork.announce, so that peers that are not
+            neighbours can dial the holder to fetch)
 
 Decoding is strict: unknown magic, truncation, trailing bytes, bad UTF-8, duplicate keys
 or anything over the size limit raise AnnouncementError.
@@ -35,6 +38,7 @@ __all__ = [
     "Announcement",
     "ReceivedAnnouncement",
     "decode_announcement",
+    "decode_announcement_with_addrs",
     "encode_announcement",
 ]
 
@@ -46,6 +50,7 @@ _MAX_CODEC = 32
 _MAX_META_ENTRIES = 32
 _MAX_META_KEY = 64
 _MAX_META_VALUE = 1024
+_MAX_ADDRS = 8
 _U64 = struct.Struct(">Q")
 _U16 = struct.Struct(">H")
 
@@ -121,8 +126,12 @@ class ReceivedAnnouncement:
         return self.announcement.metadata
 
 
-def encode_announcement(ann: Announcement, max_size: int = DEFAULT_MAX_ANNOUNCEMENT) -> bytes:
-    """Encode ``ann``; raise AnnouncementTooLarge beyond ``max_size`` bytes."""
+def encode_announcement(
+    ann: Announcement,
+    max_size: int = DEFAULT_MAX_ANNOUNCEMENT,
+    addrs: tuple[str, ...] | list[str] = (),
+) -> bytes:
+    """Encode ``ann`` (+ the sender's listen ``addrs``); AnnouncementTooLarge over max_size."""
     try:
         peer = peer_id_to_bytes(ann.peer_id)
     except InvalidIdentity as exc:
@@ -143,6 +152,10 @@ def encode_announcement(ann: Announcement, max_size: int = DEFAULT_MAX_ANNOUNCEM
     for key, value in ann.metadata.items():
         key_bytes, value_bytes = key.encode(), value.encode()
         parts += [bytes([len(key_bytes)]), key_bytes, _U16.pack(len(value_bytes)), value_bytes]
+    addr_bytes = [a.encode("ascii") for a in addrs if a.isascii() and len(a) <= 255]
+    parts.append(bytes([min(len(addr_bytes), _MAX_ADDRS)]))
+    for raw in addr_bytes[:_MAX_ADDRS]:
+        parts += [bytes([len(raw)]), raw]
     encoded = b"".join(parts)
     if len(encoded) > max_size:
         raise AnnouncementTooLarge(f"announcement is {len(encoded)} bytes, limit {max_size}")
@@ -177,6 +190,13 @@ class _Reader:
 
 def decode_announcement(data: bytes, max_size: int = DEFAULT_MAX_ANNOUNCEMENT) -> Announcement:
     """Decode strictly; raise AnnouncementError (or AnnouncementTooLarge) on any defect."""
+    return decode_announcement_with_addrs(data, max_size)[0]
+
+
+def decode_announcement_with_addrs(
+    data: bytes, max_size: int = DEFAULT_MAX_ANNOUNCEMENT
+) -> tuple[Announcement, tuple[str, ...]]:
+    """Decode an announcement and the sender's listen addresses carried with it."""
     if len(data) > max_size:
         raise AnnouncementTooLarge(f"announcement is {len(data)} bytes, limit {max_size}")
     reader = _Reader(data)
@@ -198,11 +218,15 @@ def decode_announcement(data: bytes, max_size: int = DEFAULT_MAX_ANNOUNCEMENT) -
             if key in metadata:
                 raise AnnouncementError("duplicate metadata key")
             metadata[key] = value
+        n_addrs = reader.u8()
+        if n_addrs > _MAX_ADDRS:
+            raise AnnouncementError("too many addresses")
+        addrs = tuple(reader.take(reader.u8()).decode("ascii") for _ in range(n_addrs))
     except UnicodeDecodeError as exc:
         raise AnnouncementError("announcement text is not valid UTF-8/ASCII") from exc
     if not reader.done():
         raise AnnouncementError("trailing bytes after announcement")
-    return Announcement(
+    ann = Announcement(
         peer_id=peer_id_from_bytes(peer),
         round=round_,
         delta_hash=delta_hash,
@@ -210,5 +234,6 @@ def decode_announcement(data: bytes, max_size: int = DEFAULT_MAX_ANNOUNCEMENT) -
         codec=codec,
         metadata=metadata,
     )
+    return ann, addrs
 
 

@@ -39,6 +39,7 @@ from gossip.messages import (
     Announcement,
     ReceivedAnnouncement,
     decode_announcement,
+    decode_announcement_with_addrs,
     encode_announcement,
 )
 from gossip.sampling import PeerSampler
@@ -241,7 +242,9 @@ class GossipNetwork:
         parts = self._running()
         if announcement.peer_id != self.peer_id:
             raise AnnouncementError("an announcement must carry this host's own peer ID")
-        data = encode_announcement(announcement, self.config.max_announcement)
+        data = encode_announcement(
+            announcement, self.config.max_announcement, addrs=self._own_addrs()
+        )
         if payload is not None:
             self.provide(announcement.delta_hash, payload)
         await parts.pubsub.publish(self.config.topic, data)
@@ -256,10 +259,13 @@ class GossipNetwork:
             if sender == self.peer_id:
                 continue
             try:
-                ann = decode_announcement(bytes(msg.data), self.config.max_announcement)
+                ann, addrs = decode_announcement_with_addrs(
+                    bytes(msg.data), self.config.max_announcement
+                )
             except AnnouncementError:  # the validator already refused these
                 self._drops.drop("announcement_undecodable", sender)
                 continue
+            self._remember_addrs(msg.from_id, addrs)
             received = ReceivedAnnouncement(
                 announcement=ann, sender=sender, forwarder=sender, received_at=time.time()
             )
@@ -268,6 +274,22 @@ class GossipNetwork:
                 self._counts["announcements_received"] += 1
             except trio.WouldBlock:
                 self._drops.drop("announcement_buffer_full", sender)
+
+    def _own_addrs(self) -> list[str]:
+        return [a.split("/p2p/")[0] for a in self.listen_addrs]
+
+    def _remember_addrs(self, raw_peer: bytes, addrs: tuple[str, ...]) -> None:
+        """Keep the signed sender's listen addresses so fetch() can dial it directly."""
+        from libp2p.peer.id import ID
+
+        parsed = []
+        for text in addrs:
+            try:
+                parsed.extend(parse_multiaddrs([text]))
+            except ConfigError:
+                self._drops.drop("announcement_bad_addr", "?")
+        if parsed:
+            self._parts.host.get_peerstore().add_addrs(ID(bytes(raw_peer)), parsed, 600)
 
     async def announcements(self) -> AsyncIterator[ReceivedAnnouncement]:
         """Verified announcements from other members, in arrival order.

@@ -1,0 +1,140 @@
+"""Five real hosts in one process on 127.0.0.1: announcements, transfers, liars, membership."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from gossip import Announcement, GossipConfig, GossipNetwork
+from gossip.errors import FetchFailed, HashMismatch, PeerRefused, PeerUnreachable
+from gossip.identity import generate_secret
+from gossip.transfer import keccak256
+
+from .gossip_helpers import collect_announcements, make_payload, networks, wait_for_mesh, wait_until
+
+
+async def test_five_hosts_announce_transfer_and_catch_a_liar() -> None:
+    async with networks(5) as nets, trio.open_nursery() as nursery:
+        inboxes: list[list] = [[] for _ in nets]
+        for net, inbox in zip(nets, inboxes):
+            await nursery.start(collect_announcements, net, inbox)
+        await wait_for_mesh(nets)
+        author = nets[1]
+        small, medium = make_payload(100_000, 1), make_payload(10_000_000, 2)
+        for round_, payload in enumerate((small, medium)):
+            ann = Announcement(author.peer_id, round_, keccak256(payload), len(payload), "fp32", {})
+            await author.announce(ann, payload=payload)
+
+        # Execute: every other host hears both announcements and fetches both payloads.
+        await wait_until(
+            lambda: all(len(inbox) >= 2 for i, inbox in enumerate(inboxes) if i != 1),
+            15,
+            "announcements at every host",
+        )
+        for index, net in enumerate(nets):
+            if index == 1:
+                continue
+            assert all(r.sender == author.peer_id for r in inboxes[index])
+            for received in inboxes[index]:
+                payload = await net.fetch(received.delta_hash, [received.sender])
+                assert keccak256(payload) == received.delta_hash
+        assert inboxes[1] == []  # own announcements are not echoed
+
+        # A holder that lies is caught; another holder is used; the liar is excluded.
+        liar, honest, fetcher = nets[2], nets[3], nets[4]
+        payload = make_payload(300_000, 3)
+        digest = keccak256(payload)
+        liar.provide(digest, payload)
+        liar._store.put(digest, b"x" + payload[1:])  # test-only: corrupt what the liar serves
+        honest.provide(digest, payload)
+        await fetcher.connect(liar.listen_addrs[0])
+        await fetcher.connect(honest.listen_addrs[0])
+        fetcher.mark_misbehaving(honest.peer_id, seconds=30)  # sorts the honest one last
+        got = await fetcher.fetch(digest, [honest.peer_id, liar.peer_id])
+        assert got == payload
+        assert fetcher.stats.fetch_attempts_failed == 1
+        fetcher.mark_misbehaving(honest.peer_id, seconds=0)
+        await wait_until(lambda: honest.peer_id in fetcher.member_peers(), 10, "mesh")
+        assert liar.peer_id not in fetcher.sample_peers(10)
+        assert honest.peer_id in fetcher.sample_peers(10)
+
+        # Epidemic spread: a verified fetch is served onwards by the fetcher.
+        assert nets[0].has_payload(keccak256(medium))
+        with pytest.raises(FetchFailed) as failed:
+            await nets[0].fetch(keccak256(b"nobody has this"), [nets[2].peer_id])
+        assert isinstance(failed.value.reasons[nets[2].peer_id], PeerRefused | PeerUnreachable)
+        nursery.cancel_scope.cancel()
+
+
+async def test_only_liars_raise_fetch_failed_with_reasons() -> None:
+    async with networks(2) as (a, b):
+        payload = make_payload(50_000, 4)
+        digest = keccak256(payload)
+        b._store.put(digest, payload[::-1])
+        await wait_until(lambda: b.peer_id in a.connected_peers(), 10, "connection")
+        with pytest.raises(FetchFailed) as failed:
+            await a.fetch(digest, [b.peer_id])
+        assert isinstance(failed.value.reasons[b.peer_id], HashMismatch)
+        assert b.peer_id not in a.sample_peers(5)
+
+
+async def test_unregistered_peer_is_refused_for_announcements_and_fetches() -> None:
+    members: set[str] = set()
+
+    async def is_member(peer_id: str) -> bool:
+        return peer_id in members
+
+    member_secrets = [generate_secret() for _ in range(2)]
+    from gossip.identity import peer_id_from_secret
+
+    members.update(peer_id_from_secret(s) for s in member_secrets)
+    async with GossipNetwork(
+        GossipConfig(member_secrets[0], "club", is_member=is_member)
+    ) as hub, GossipNetwork(
+        GossipConfig(member_secrets[1], "club", is_member=is_member, bootstrap=hub.listen_addrs)
+    ) as member, GossipNetwork(
+        GossipConfig(generate_secret(), "club", bootstrap=hub.listen_addrs)
+    ) as outsider, trio.open_nursery() as nursery:
+        hub_inbox: list = []
+        await nursery.start(collect_announcements, hub, hub_inbox)
+        await wait_until(lambda: member.peer_id in hub.member_peers(), 15, "member mesh")
+        await wait_until(lambda: hub.peer_id in outsider.connected_peers(), 10, "outsider dial")
+        payload = make_payload(10_000, 5)
+        digest = keccak256(payload)
+        hub.provide(digest, payload)
+
+        await outsider.announce(Announcement(outsider.peer_id, 1, digest, 1, "fp32", {}))
+        with pytest.raises(FetchFailed) as failed:
+            await outsider.fetch(digest, [hub.peer_id])
+        assert isinstance(failed.value.reasons[hub.peer_id], PeerRefused | PeerUnreachable)
+        # The member's announcement arrives; the outsider's never does.
+        await member.announce(Announcement(member.peer_id, 2, digest, 1, "fp32", {}))
+        await wait_until(lambda: len(hub_inbox) >= 1, 10, "the member's announcement")
+        assert [r.sender for r in hub_inbox] == [member.peer_id]
+        assert outsider.peer_id not in hub.member_peers()
+        assert hub.stats.dropped.get("not_member", 0) >= 1
+        assert await member.fetch(digest, [hub.peer_id]) == payload
+        nursery.cancel_scope.cancel()
+
+
+async def test_plaintext_only_dialer_is_refused() -> None:
+    import libp2p
+    from libp2p.crypto.secp256k1 import create_new_key_pair
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+    from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+    import multiaddr
+
+    async with networks(1) as (target,):
+        key_pair = create_new_key_pair(generate_secret())
+        dialer = libp2p.new_host(
+            key_pair=key_pair,
+            sec_opt={TProtocol(PLAINTEXT_PROTOCOL_ID): InsecureTransport(key_pair)},
+        )
+        async with dialer.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+            info = info_from_p2p_addr(multiaddr.Multiaddr(target.listen_addrs[0]))
+            with pytest.raises(Exception):
+                with trio.fail_after(15):
+                    await dialer.connect(info)
+            assert dialer.get_connected_peers() == []
+        assert target.connected_peers() == []
