@@ -1,7 +1,122 @@
-"""medgossip admin commands (placeholder until its issue lands)."""
+"""medgossip admin register-node|revoke-node|set-genesis: the consortium admin's actions."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="(admin: not built yet)")
+from node.cli._chain import (
+    ChainTarget,
+    clear_errors,
+    fail,
+    open_ledger,
+    out,
+    print_json,
+    read_key_file,
+    resolve_node_address,
+    resolve_target,
+)
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Consortium admin: register and revoke hospital nodes, fix the genesis model.",
+)
+
+KeyOption = typer.Option(None, "--key", help="Admin key FILE (default: the devnet's admin key).")
+DevnetOption = typer.Option(None, "--devnet", help="devnet.json to use (default: run/devnet/devnet.json).")
+RpcOption = typer.Option(None, "--rpc", help="JSON-RPC URL (with --contract, instead of a devnet).")
+ContractOption = typer.Option(None, "--contract", help="AuditLedger address (with --rpc).")
+JsonOption = typer.Option(False, "--json", help="Print the result as JSON.")
+
+
+def _admin_key(target: ChainTarget, key: Path | None) -> str:
+    if key is not None:
+        return read_key_file(key)
+    if target.devnet is None:
+        fail("no admin key: pass --key FILE (or use a devnet.json)")
+    return target.devnet.admin_key
+
+
+def _report(result: object, json_output: bool, what: str) -> None:
+    from contracts.records import TxResult
+
+    if not isinstance(result, TxResult):  # pragma: no cover - the binding returns TxResult
+        fail("unexpected result")
+    if json_output:
+        print_json(result)
+        return
+    out.print(f"[green]{what}[/green]  tx {result.tx_hash}  block {result.block_number}  "
+              f"gas {result.gas_used}")
+
+
+@app.command("register-node")
+def register_node(
+    peer_id: str = typer.Option(..., "--peer-id", help="The node's libp2p peer ID (base58, or 0x-hex raw bytes)."),
+    address: Optional[str] = typer.Option(None, "--address", help="The node's Ethereum address (default: derived from the peer ID); must match the peer ID's key."),
+    key: Optional[Path] = KeyOption,
+    json_output: bool = JsonOption,
+    devnet: Optional[Path] = DevnetOption,
+    rpc: Optional[str] = RpcOption,
+    contract: Optional[str] = ContractOption,
+) -> None:
+    """Register a hospital node: its address and peer ID come from the same
+    secp256k1 key, and this is checked before sending.
+
+    Example: medgossip admin register-node --peer-id 16Uiu2HAm...
+    """
+    from gossip.errors import InvalidIdentity
+    from gossip.identity import eth_address_from_peer_id, peer_id_to_bytes
+
+    try:
+        raw = (bytes.fromhex(peer_id[2:]) if peer_id.startswith("0x")
+               else peer_id_to_bytes(peer_id))
+        derived = eth_address_from_peer_id(raw)
+    except (InvalidIdentity, ValueError) as exc:
+        fail(f"--peer-id: {exc}")
+    if address is not None and address.lower() != derived.lower():
+        fail(f"--address {address} does not match the peer ID, whose key is {derived}")
+    with clear_errors():
+        target = resolve_target(devnet, rpc, contract)
+        ledger = open_ledger(target, _admin_key(target, key))
+        result = ledger.register_node(address or derived, raw)
+    _report(result, json_output, f"registered {derived}")
+
+
+@app.command("revoke-node")
+def revoke_node(
+    address: str = typer.Option(..., "--address", help="The node's address (or a dev node name such as node-1)."),
+    key: Optional[Path] = KeyOption,
+    json_output: bool = JsonOption,
+    devnet: Optional[Path] = DevnetOption,
+    rpc: Optional[str] = RpcOption,
+    contract: Optional[str] = ContractOption,
+) -> None:
+    """Revoke a node: it can no longer record contributions nor withdraw consent."""
+    with clear_errors():
+        target = resolve_target(devnet, rpc, contract)
+        node_address = resolve_node_address(target, address)
+        ledger = open_ledger(target, _admin_key(target, key))
+        result = ledger.revoke_node(node_address)
+    _report(result, json_output, f"revoked {node_address}")
+
+
+@app.command("set-genesis")
+def set_genesis(
+    hash: str = typer.Option(..., "--hash", help="The genesis model hash (64 hex)."),
+    key: Optional[Path] = KeyOption,
+    json_output: bool = JsonOption,
+    devnet: Optional[Path] = DevnetOption,
+    rpc: Optional[str] = RpcOption,
+    contract: Optional[str] = ContractOption,
+) -> None:
+    """Fix the consortium's genesis model hash (once)."""
+    from contracts.records import parse_bytes32
+
+    with clear_errors():
+        model_hash = parse_bytes32(hash, "--hash")
+        target = resolve_target(devnet, rpc, contract)
+        ledger = open_ledger(target, _admin_key(target, key))
+        result = ledger.set_genesis_model(model_hash)
+    _report(result, json_output, "genesis model set")

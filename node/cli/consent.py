@@ -1,7 +1,99 @@
-"""medgossip consent commands (placeholder until its issue lands)."""
+"""medgossip consent withdraw: a data subject's consent withdrawal, on chain."""
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
+from typing import Optional
 
-app = typer.Typer(no_args_is_help=True, help="(consent: not built yet)")
+import typer
+from rich.table import Table
+
+from node.cli._chain import (
+    clear_errors,
+    fail,
+    open_ledger,
+    out,
+    print_json,
+    read_key_file,
+    resolve_target,
+)
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Withdraw a data subject's consent: by the patient's token, or by the custodian node.",
+)
+
+
+@app.command()
+def withdraw(
+    token: Optional[str] = typer.Option(None, "--token", help="The patient's consent token (64 hex). Revealed on chain; commitment = keccak256(token)."),
+    subject: Optional[str] = typer.Option(None, "--subject", help="Subject commitment (64 hex), withdrawn by the custodian node (--key or --node)."),
+    key: Optional[Path] = typer.Option(None, "--key", help="Key FILE of the sender: the custodian node, or a funded relayer for --token."),
+    node: Optional[str] = typer.Option(None, "--node", help="Custodian as a devnet node name (node-0), using its key from devnet.json."),
+    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    devnet: Optional[Path] = typer.Option(None, "--devnet", help="devnet.json to use (default: run/devnet/devnet.json)."),
+    rpc: Optional[str] = typer.Option(None, "--rpc", help="JSON-RPC URL (with --contract, instead of a devnet)."),
+    contract: Optional[str] = typer.Option(None, "--contract", help="AuditLedger address (with --rpc)."),
+) -> None:
+    """Send the withdrawal, wait for it to be mined, print tx hash, block and event.
+
+    A patient has no funded account: with --token the transaction is relayed by
+    --key, or on a devnet by its relayer account. Anyone may relay a token.
+
+    Examples:
+      medgossip consent withdraw --token 3f9c...e1
+      medgossip consent withdraw --subject 0x8a1b...07 --node node-0
+    """
+    from contracts.records import parse_bytes32
+
+    if (token is None) == (subject is None):
+        fail("give exactly one of --token (patient) or --subject (custodian node)")
+    if subject is not None and (key is None) == (node is None):
+        fail("--subject needs the custodian's key: exactly one of --key FILE or --node NAME")
+    if token is not None and node is not None:
+        fail("--node is for custodian withdrawals (--subject); a token is relayed with --key")
+    with clear_errors():
+        target = resolve_target(devnet, rpc, contract)
+        if key is not None:
+            sender_key = read_key_file(key)
+        elif node is not None:
+            if target.devnet is None:
+                fail("--node NAME needs a devnet.json (use --key FILE otherwise)")
+            try:
+                sender_key = target.devnet.node(node).private_key
+            except KeyError as exc:
+                fail(str(exc.args[0]))
+        elif target.devnet is not None:
+            sender_key = target.devnet.relayer_key
+        else:
+            fail("--token without a devnet needs --key FILE (a funded relayer account)")
+        ledger = open_ledger(target, sender_key)
+        if token is not None:
+            raw_token = _parse_token(token)
+            result = ledger.withdraw_consent_with_token(raw_token)
+        else:
+            result = ledger.withdraw_consent(parse_bytes32(subject or "", "--subject"))
+    event = result.event
+    if json_output:
+        print_json({"tx_hash": result.tx_hash, "block_number": result.block_number,
+                    "gas_used": result.gas_used, "event": event})
+        return
+    out.print(f"[green]consent withdrawn[/green]  tx {result.tx_hash}  block {result.block_number}")
+    if event is not None:
+        table = Table(title="ConsentWithdrawn")
+        table.add_column("field")
+        table.add_column("value", overflow="fold")
+        for field_name, value in vars(event).items():
+            table.add_row(field_name, "0x" + value.hex() if isinstance(value, bytes) else str(value))
+        out.print(table)
+
+
+def _parse_token(text: str) -> bytes:
+    """The data engineer's token parser (its message never echoes the secret)."""
+    from node.data.consent import parse_token
+    from node.errors import InvalidToken
+
+    try:
+        return parse_token(text)
+    except InvalidToken as exc:
+        fail(str(exc))

@@ -1,7 +1,115 @@
-"""medgossip devnet commands (placeholder until its issue lands)."""
+"""medgossip devnet start|stop|status: a local anvil chain with AuditLedger deployed."""
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
-app = typer.Typer(no_args_is_help=True, help="(devnet: not built yet)")
+import typer
+from rich.table import Table
+
+from node.cli._chain import DEFAULT_DEVNET_DIR, clear_errors, out, print_json
+
+if TYPE_CHECKING:
+    from devnet.info import DevnetInfo
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help=(
+        "A local development chain: anvil on 127.0.0.1 (state kept in a file), "
+        "AuditLedger deployed, dev nodes registered, all recorded in DIR/devnet.json."
+    ),
+)
+
+DirOption = typer.Option(DEFAULT_DEVNET_DIR, "--dir", help="Devnet directory (devnet.json, state, log).")
+
+
+@app.command()
+def start(
+    dir: Path = DirOption,
+    port: Optional[int] = typer.Option(
+        None, "--port", help="RPC port on 127.0.0.1 (default: the recorded one, else 8545)."
+    ),
+    nodes: int = typer.Option(4, "--nodes", min=0, help="Number of dev nodes to register."),
+    json_output: bool = typer.Option(False, "--json", help="Print devnet.json's public fields as JSON."),
+) -> None:
+    """Start anvil, deploy AuditLedger and register dev nodes (first run), or resume
+    the recorded chain (records survive a restart). Writes DIR/devnet.json (mode 0600:
+    it holds the dev keys)."""
+    from devnet import start_devnet
+    from gossip.identity import peer_id_bytes_from_secret
+
+    with clear_errors():
+        info = start_devnet(dir, nodes=nodes, port=port, peer_id_of=peer_id_bytes_from_secret)
+    _show(info, dir, json_output)
+
+
+@app.command()
+def stop(dir: Path = DirOption) -> None:
+    """Stop the devnet's anvil by its recorded PID (SIGTERM; the chain state is saved)."""
+    from devnet import stop_devnet
+
+    with clear_errors():
+        stopped = stop_devnet(dir)
+    out.print("devnet stopped" if stopped else "devnet was not running")
+
+
+@app.command()
+def status(
+    dir: Path = DirOption,
+    json_output: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Is the devnet running, at which block, with which contract and nodes."""
+    from devnet import devnet_status
+
+    with clear_errors():
+        state = devnet_status(dir)
+    if json_output:
+        print_json({
+            "running": state.running,
+            "block_number": state.block_number,
+            "contract_deployed": state.contract_deployed,
+            **_public(state.info),
+        })
+        return
+    verdict = "[green]running[/green]" if state.running else "[yellow]stopped[/yellow]"
+    out.print(f"devnet {verdict}  block {state.block_number if state.block_number is not None else '-'}"
+              f"  contract {'deployed' if state.contract_deployed else '-'}")
+    _show(state.info, dir, False)
+    if not state.running:
+        raise typer.Exit(3)
+
+
+def _public(info: DevnetInfo) -> dict[str, Any]:
+    from gossip.identity import peer_id_from_bytes
+
+    return {
+        "rpc_url": info.rpc_url,
+        "chain_id": info.chain_id,
+        "contract": info.contract,
+        "admin": info.admin,
+        "anvil_pid": info.anvil_pid,
+        "state_file": info.state_file,
+        "nodes": [
+            {"name": n.name, "address": n.address, "peer_id": peer_id_from_bytes(n.peer_id)}
+            for n in info.nodes
+        ],
+    }
+
+
+def _show(info: DevnetInfo, dir: Path, json_output: bool) -> None:
+    public = _public(info)
+    if json_output:
+        print_json(public)
+        return
+    out.print(f"rpc      {public['rpc_url']}  (chain id {public['chain_id']})")
+    out.print(f"contract {public['contract']}")
+    out.print(f"admin    {public['admin']}")
+    out.print(f"file     {dir / 'devnet.json'}  (holds private keys)")
+    table = Table(title="dev nodes")
+    table.add_column("name", no_wrap=True)
+    table.add_column("address", overflow="fold")
+    table.add_column("peer ID", overflow="fold")
+    for node in public["nodes"]:
+        table.add_row(node["name"], node["address"], node["peer_id"])
+    out.print(table)

@@ -1,7 +1,97 @@
-"""medgossip ledger commands (placeholder until its issue lands)."""
+"""medgossip ledger query: the audit trail (contributions and consent withdrawals)."""
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
+from typing import Optional
 
-app = typer.Typer(no_args_is_help=True, help="(ledger: not built yet)")
+import typer
+from rich.table import Table
+
+from node.cli._chain import (
+    clear_errors,
+    fail,
+    node_names,
+    open_ledger,
+    out,
+    print_json,
+    resolve_node_address,
+    resolve_target,
+    short,
+)
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Read the audit ledger: who contributed which delta in which round, and which "
+    "subjects withdrew consent.",
+)
+
+
+@app.command()
+def query(
+    node: Optional[str] = typer.Option(None, "--node", help="Only contributions of this node (address, or dev node name like node-0)."),
+    round: Optional[int] = typer.Option(None, "--round", min=0, help="Only contributions of this round."),
+    delta: Optional[str] = typer.Option(None, "--delta", help="Only the contribution with this delta hash (64 hex)."),
+    subject: Optional[str] = typer.Option(None, "--subject", help="Only withdrawals of this subject commitment (64 hex)."),
+    since_block: int = typer.Option(0, "--since-block", min=0, help="Only events from this block on."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON {contributions, withdrawals} for scripts."),
+    devnet: Optional[Path] = typer.Option(None, "--devnet", help="devnet.json to use (default: run/devnet/devnet.json)."),
+    rpc: Optional[str] = typer.Option(None, "--rpc", help="JSON-RPC URL (with --contract, instead of a devnet)."),
+    contract: Optional[str] = typer.Option(None, "--contract", help="AuditLedger address (with --rpc)."),
+) -> None:
+    """List ContributionRecorded and ConsentWithdrawn events, filtered.
+
+    Contribution filters (--node/--round/--delta) show only contributions, --subject
+    only withdrawals; with no filter both are listed.
+
+    Example: medgossip ledger query --node node-1 --round 3
+    """
+    from contracts.records import parse_bytes32
+
+    with clear_errors():
+        target = resolve_target(devnet, rpc, contract)
+        ledger = open_ledger(target)
+        delta_hash = parse_bytes32(delta, "--delta") if delta is not None else None
+        subject_c = parse_bytes32(subject, "--subject") if subject is not None else None
+        node_address = resolve_node_address(target, node) if node is not None else None
+        want_contrib = subject_c is None or any(x is not None for x in (node, round, delta))
+        want_withdraw = not any(x is not None for x in (node, round, delta)) or subject_c is not None
+        head = ledger.block_number()
+        contributions = (
+            ledger.contributions(node=node_address, round=round, delta_hash=delta_hash,
+                                 from_block=since_block, to_block=head)
+            if want_contrib else []
+        )
+        withdrawals = (
+            ledger.withdrawals(subject=subject_c, from_block=since_block, to_block=head)
+            if want_withdraw else []
+        )
+    if json_output:
+        print_json({
+            "contract": ledger.address,
+            "head_block": head,
+            "contributions": contributions,
+            "withdrawals": withdrawals,
+        })
+        return
+    names = node_names(target)
+    if want_contrib:
+        table = Table(title=f"contributions ({len(contributions)})")
+        for column in ("block", "node", "round", "delta hash", "samples", "epsilon", "base model", "data root"):
+            table.add_column(column, overflow="fold")
+        for c in contributions:
+            table.add_row(str(c.block_number), names.get(c.node, short(c.node)), str(c.round),
+                          short(c.delta_hash), str(c.sample_count), f"{c.epsilon_spent:.6g}",
+                          short(c.base_model_hash), short(c.data_root))
+        out.print(table)
+    if want_withdraw:
+        table = Table(title=f"consent withdrawals ({len(withdrawals)})")
+        for column in ("block", "subject", "by", "how"):
+            table.add_column(column, overflow="fold")
+        for w in withdrawals:
+            table.add_row(str(w.block_number), short(w.subject), names.get(w.by, short(w.by)),
+                          "patient token" if w.by_token else "custodian node")
+        out.print(table)
+    out.print(f"[dim]head block {head}; full hashes with --json[/dim]")
+    if delta is not None and not contributions:
+        fail(f"delta {delta} is not recorded", code=4)
