@@ -9,7 +9,6 @@ the boundary where they occur, with ``raise ... from exc``; callers only ever se
     │   ├── LabelsError              the labels CSV is missing, unreadable or malformed
     │   ├── ManifestError            manifest.json missing, unreadable or inconsistent
     │   ├── LinkageError             the private linkage table is unreadable / unsafe
-    │   ├── NothingIngested          an ingest run produced no usable image at all
     │   └── InvalidToken (ValueError) a consent token string that is not 32 bytes of hex
     ├── CodecError                   a delta payload cannot be encoded or is rejected (node.codec)
     │   ├── EncodingError            the states to encode are inconsistent or not finite
@@ -58,10 +57,6 @@ class ManifestError(DataError):
 
 class LinkageError(DataError):
     """The private linkage table cannot be read, or has unsafe permissions."""
-
-
-class NothingIngested(DataError):
-    """An ingest run could not ingest a single image (every file was reported)."""
 
 
 class InvalidToken(DataError, ValueError):
