@@ -1,0 +1,281 @@
+"""AuditLedger on eth-tester in-process: every external function, its event arguments
+and its custom error, through the binding (which must translate each revert)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from eth_utils import keccak
+
+from contracts.errors import (
+    AlreadyRegistered,
+    AlreadyWithdrawn,
+    DuplicateContribution,
+    GenesisAlreadySet,
+    InsufficientFunds,
+    InvalidInput,
+    NodeRevoked,
+    NotAdmin,
+    NotRegistered,
+    RejectedArgument,
+)
+from contracts.ledger import AuditLedger, account_address, new_private_key
+from contracts.records import (
+    ConsentWithdrawn,
+    ContributionRecorded,
+    ContributionRef,
+    GenesisModelSet,
+    NodeInfo,
+    NodeRegistered,
+    NodeRevocation,
+)
+from tests.contracts.conftest import Chain
+
+D1 = bytes.fromhex("11" * 32)
+D2 = bytes.fromhex("22" * 32)
+BASE = bytes.fromhex("aa" * 32)
+ROOT = bytes.fromhex("bb" * 32)
+
+
+def record(node: AuditLedger, delta: bytes = D1, round: int = 7, samples: int = 120,
+           epsilon: float = 0.4321):
+    return node.record_contribution(delta, BASE, round, samples, ROOT, epsilon)
+
+
+# -- deployment and admin -----------------------------------------------------------
+
+
+def test_deployer_is_admin_and_genesis_is_unset(chain: Chain, admin: AuditLedger) -> None:
+    assert admin.admin() == account_address(chain.admin_key)
+    assert admin.genesis_model() is None
+
+
+def test_register_node_emits_event_and_sets_node_info(chain: Chain, admin: AuditLedger) -> None:
+    address = account_address(new_private_key())
+
+    result = admin.register_node(address, b"\x00\x25peer")
+
+    assert result.event == NodeRegistered(address, b"\x00\x25peer", result.block_number, result.tx_hash)
+    assert admin.node_info(address) == NodeInfo(address, b"\x00\x25peer", True)
+    assert admin.is_active_node(address)
+    assert [r.node for r in admin.node_registrations()] == [address]
+
+
+def test_register_node_errors(chain: Chain, admin: AuditLedger, registered_node) -> None:
+    node = registered_node()
+    address = account_address(new_private_key())
+
+    with pytest.raises(NotAdmin) as not_admin:
+        node.register_node(address, b"peer")
+    assert not_admin.value.error_name == "AuditLedgerNotAdmin"
+    assert not_admin.value.error_args == (node.account,)
+
+    with pytest.raises(AlreadyRegistered) as again:
+        admin.register_node(node.account or "", b"other-peer")
+    assert again.value.error_args == (node.account,)
+
+    with pytest.raises(RejectedArgument) as zero:
+        admin.register_node("0x" + "00" * 20, b"peer")
+    assert zero.value.error_name == "AuditLedgerZeroAddress"
+
+    # The binding refuses an empty peer ID; the contract does too.
+    with pytest.raises(InvalidInput, match="peer_id"):
+        admin.register_node(address, b"")
+    with pytest.raises(RejectedArgument) as empty:
+        admin._transact("registerNode", (address, b""))
+    assert empty.value.error_name == "AuditLedgerEmptyPeerId"
+
+
+def test_revoke_node_emits_event_and_blocks_the_node(
+    chain: Chain, admin: AuditLedger, registered_node
+) -> None:
+    node = registered_node()
+    record(node, D1)
+
+    result = admin.revoke_node(node.account or "")
+
+    assert result.event == NodeRevocation(node.account or "", result.block_number, result.tx_hash)
+    info = admin.node_info(node.account or "")
+    assert info is not None and not info.active
+    with pytest.raises(NodeRevoked) as rec:
+        record(node, D2)
+    assert rec.value.error_args == (node.account,)
+    with pytest.raises(NodeRevoked):
+        node.withdraw_consent(D2)
+    with pytest.raises(NodeRevoked):
+        admin.revoke_node(node.account or "")
+    with pytest.raises(AlreadyRegistered):  # revocation is final
+        admin.register_node(node.account or "", b"peer")
+    # its past record stays
+    assert admin.contribution(D1) == ContributionRef(node.account or "", 7, 120)
+
+
+def test_revoke_node_errors(chain: Chain, admin: AuditLedger, registered_node) -> None:
+    node = registered_node()
+    unknown = account_address(new_private_key())
+
+    with pytest.raises(NotRegistered) as missing:
+        admin.revoke_node(unknown)
+    assert missing.value.error_args == (unknown,)
+    with pytest.raises(NotAdmin):
+        node.revoke_node(node.account or "")
+
+
+def test_set_genesis_model_once(chain: Chain, admin: AuditLedger, registered_node) -> None:
+    genesis = keccak(b"genesis")
+
+    with pytest.raises(NotAdmin):
+        registered_node().set_genesis_model(genesis)
+    result = admin.set_genesis_model(genesis)
+
+    assert result.event == GenesisModelSet(genesis, result.block_number, result.tx_hash)
+    assert admin.genesis_model() == genesis
+    with pytest.raises(GenesisAlreadySet) as again:
+        admin.set_genesis_model(keccak(b"other"))
+    assert again.value.error_args == (genesis,)
+    with pytest.raises(InvalidInput, match="model_hash"):
+        admin.set_genesis_model(b"\x00" * 32)
+
+
+def test_set_genesis_model_zero_hash_rejected_by_contract(admin: AuditLedger) -> None:
+    with pytest.raises(RejectedArgument) as zero:
+        admin._transact("setGenesisModel", (b"\x00" * 32,))
+    assert zero.value.error_name == "AuditLedgerZeroHash"
+
+
+# -- contributions ------------------------------------------------------------------
+
+
+def test_record_contribution_event_view_and_gas(chain: Chain, registered_node) -> None:
+    node = registered_node()
+
+    result = record(node, D1, round=2**64 - 1, samples=2**32 - 1, epsilon=1.2345678)
+
+    assert result.event == ContributionRecorded(
+        delta_hash=D1, node=node.account or "", round=2**64 - 1, base_model_hash=BASE,
+        sample_count=2**32 - 1, data_root=ROOT, epsilon_spent=1.234568,
+        block_number=result.block_number, tx_hash=result.tx_hash,
+    )
+    assert node.contribution(D1) == ContributionRef(node.account or "", 2**64 - 1, 2**32 - 1)
+    assert node.contribution(D2) is None
+    assert result.gas_used <= 60_000, f"recordContribution cost {result.gas_used} gas"
+
+
+def test_record_contribution_errors(chain: Chain, admin: AuditLedger, registered_node) -> None:
+    node = registered_node()
+    record(node, D1)
+
+    with pytest.raises(DuplicateContribution) as duplicate:
+        record(node, D1)
+    assert duplicate.value.error_args == (D1,)
+    with pytest.raises(DuplicateContribution):  # another node cannot claim it either
+        record(registered_node(), D1)
+    with pytest.raises(NotRegistered) as stranger:
+        record(admin, D2)
+    assert stranger.value.error_args == (admin.account,)
+    with pytest.raises(RejectedArgument) as zero:
+        node._transact("recordContribution", (b"\x00" * 32, BASE, 1, 1, ROOT, 0))
+    assert zero.value.error_name == "AuditLedgerZeroHash"
+
+
+def test_contribution_queries_filter_on_indexed_fields(chain: Chain, registered_node) -> None:
+    a, b = registered_node(), registered_node()
+    start = a.block_number()
+    for i, (node, rnd) in enumerate([(a, 1), (a, 2), (b, 1), (b, 2), (a, 2)]):
+        record(node, keccak(bytes([i])), round=rnd)
+
+    assert len(a.contributions(from_block=start)) == 5
+    assert [c.round for c in a.contributions(node=a.account, from_block=start)] == [1, 2, 2]
+    assert {c.node for c in a.contributions(round=1, from_block=start)} == {a.account, b.account}
+    assert [c.node for c in a.contributions(node=b.account, round=2)] == [b.account]
+    only = a.contributions(delta_hash=keccak(bytes([3])))
+    assert len(only) == 1 and only[0].node == b.account and only[0].round == 2
+
+
+# -- consent ------------------------------------------------------------------------
+
+
+def test_withdraw_consent_by_custodian(chain: Chain, registered_node) -> None:
+    node = registered_node()
+    subject = keccak(b"token-1")
+
+    result = node.withdraw_consent(subject)
+
+    assert result.event == ConsentWithdrawn(subject, node.account or "", False,
+                                            result.block_number, result.tx_hash)
+    assert node.is_withdrawn(subject)
+    assert node.withdrawals(subject=subject) == [result.event]
+    with pytest.raises(AlreadyWithdrawn) as again:
+        node.withdraw_consent(subject)
+    assert again.value.error_args == (subject,)
+
+
+def test_withdraw_consent_requires_active_node(
+    chain: Chain, admin: AuditLedger, registered_node
+) -> None:
+    with pytest.raises(NotRegistered):
+        admin.withdraw_consent(keccak(b"x"))
+    with pytest.raises(RejectedArgument) as zero:
+        registered_node()._transact("withdrawConsent", (b"\x00" * 32,))
+    assert zero.value.error_name == "AuditLedgerZeroHash"
+
+
+def test_withdraw_consent_with_token_by_anyone(chain: Chain, registered_node) -> None:
+    token = bytes(range(32))
+    commitment = keccak(token)
+    relayer = chain.handle(chain.funded_key())  # not a node
+
+    result = relayer.withdraw_consent_with_token(token)
+
+    assert result.event == ConsentWithdrawn(commitment, relayer.account or "", True,
+                                            result.block_number, result.tx_hash)
+    assert relayer.is_withdrawn(commitment)
+    with pytest.raises(AlreadyWithdrawn):
+        relayer.withdraw_consent_with_token(token)
+    with pytest.raises(AlreadyWithdrawn):  # the custodian sees the same commitment
+        registered_node().withdraw_consent(commitment)
+    with pytest.raises(RejectedArgument):
+        relayer._transact("withdrawConsentWithToken", (b"\x00" * 32,))
+
+
+# -- bad input and accounts ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda n: n.record_contribution(b"\x01" * 31, BASE, 1, 1, ROOT, 0.1), "delta_hash must be 32 bytes"),
+        (lambda n: n.record_contribution("11" * 32, BASE, 1, 1, ROOT, 0.1), "delta_hash must be 32 bytes"),
+        (lambda n: n.record_contribution(D1, BASE, -1, 1, ROOT, 0.1), "round"),
+        (lambda n: n.record_contribution(D1, BASE, 1, 2**32, ROOT, 0.1), "sample_count"),
+        (lambda n: n.record_contribution(D1, BASE, 1, 1, ROOT, float("nan")), "epsilon"),
+        (lambda n: n.record_contribution(D1, BASE, 1, 1, ROOT, -0.5), "epsilon"),
+        (lambda n: n.withdraw_consent(b"\x00" * 32), "must not be all zeros"),
+        (lambda n: n.node_info("0x1234"), "not a 20-byte hex address"),
+        (lambda n: n.node_info("0x" + "aB" * 20), "invalid EIP-55 checksum"),
+        (lambda n: n.contributions(node="node-0"), "not a 20-byte hex address"),
+    ],
+)
+def test_bad_input_is_refused_before_sending(registered_node, call, message) -> None:
+    node = registered_node()
+    with pytest.raises(InvalidInput, match=message):
+        call(node)
+
+
+def test_bad_keys_and_read_only_handles(chain: Chain) -> None:
+    with pytest.raises(InvalidInput, match="32 bytes"):
+        chain.handle("0x1234")
+    with pytest.raises(InvalidInput, match="hex"):
+        chain.handle("zz" * 32)
+    with pytest.raises(InvalidInput, match="no private key"):
+        chain.handle().withdraw_consent_with_token(b"\x01" * 32)
+    unknown = account_address(new_private_key())
+    assert chain.handle().node_info(unknown) is None
+
+
+def test_unfunded_sender_is_insufficient_funds(chain: Chain, admin: AuditLedger) -> None:
+    key = new_private_key()
+    admin.register_node(account_address(key), b"peer")
+    with pytest.raises(InsufficientFunds):
+        record(chain.handle(key), D1)
