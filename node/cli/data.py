@@ -108,6 +108,7 @@ def make_demo(
     alpha: float = typer.Option(0.5, "--alpha", help="Dirichlet concentration of the label split (smaller = less IID)."),
     seed: int = typer.Option(0, "--seed", help="Seed: same seed, same files byte for byte."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of images held out as an IID test set (DIR/test)."),
+    images: Optional[int] = typer.Option(None, "--images", help="Use a seeded subset of this many digits (default: all 1,797)."),
     json_output: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
 ) -> None:
     """Write the demo corpus: sklearn's 8x8 digits as DICOM, one folder per hospital.
@@ -125,7 +126,7 @@ def make_demo(
     try:
         with err.status("writing DICOM files"):
             corpus = run_make_demo(out_dir, hospitals, alpha=alpha, seed=seed,
-                                   test_fraction=test_fraction)
+                                   test_fraction=test_fraction, max_images=images)
     except DataError as exc:
         _fail(str(exc))
     except OSError as exc:

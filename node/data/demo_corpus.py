@@ -174,8 +174,12 @@ def _write_site(folder: Path, indices: np.ndarray, images: np.ndarray, labels: n
 
 
 def make_demo(out: str | os.PathLike[str], hospitals: int = 4, *, alpha: float = 0.5,
-              seed: int = 0, test_fraction: float = 0.2) -> DemoCorpus:
-    """Write the demo corpus under ``out`` (see the module docstring)."""
+              seed: int = 0, test_fraction: float = 0.2,
+              max_images: int | None = None) -> DemoCorpus:
+    """Write the demo corpus under ``out`` (see the module docstring).
+
+    ``max_images`` uses a seeded random subset of the 1,797 digits (tests, quick runs).
+    """
     from sklearn.datasets import load_digits
 
     if hospitals < 1:
@@ -190,6 +194,11 @@ def make_demo(out: str | os.PathLike[str], hospitals: int = 4, *, alpha: float =
     digits = load_digits()
     images, labels = digits.images, digits.target.astype(np.int64)
     rng = np.random.default_rng(seed)
+    if max_images is not None:
+        if max_images < 10 * hospitals:
+            raise DataError("--images must be at least 10 per hospital")
+        keep = np.sort(rng.permutation(len(labels))[:max_images])
+        images, labels = images[keep], labels[keep]
 
     order = rng.permutation(len(labels))
     n_test = int(round(len(labels) * test_fraction))

@@ -30,6 +30,9 @@ __all__ = [
 ]
 
 
+MAX_FRAME_PIXELS = 100_000_000  # refuse absurd headers before any decoder allocates
+
+
 class Reason:
     """Reason codes of a rejected file (the ``reason`` column of the ingest report)."""
 
@@ -137,6 +140,8 @@ def check_image(ds: Dataset) -> None:
         raise Rejected(Reason.NO_PIXEL_DATA, f"no pixel data (SOP class {_sop_class_name(ds)})")
     if int_attr(ds, "Rows", 0) < 1 or int_attr(ds, "Columns", 0) < 1:
         raise Rejected(Reason.UNSUPPORTED_IMAGE, "missing Rows/Columns")
+    if int_attr(ds, "Rows", 0) * int_attr(ds, "Columns", 0) > MAX_FRAME_PIXELS:
+        raise Rejected(Reason.UNSUPPORTED_IMAGE, f"frame larger than {MAX_FRAME_PIXELS} pixels")
     from pydicom.pixels import get_decoder
 
     tsyntax = transfer_syntax_of(ds)
