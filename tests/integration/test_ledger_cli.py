@@ -1,0 +1,172 @@
+"""The chain commands as a user runs them against a devnet they start themselves:
+exit codes, one-line errors, tables and JSON.
+
+The main path runs the real `medgossip` console script in a subprocess; the many
+error cases run the same typer app in-process (each subprocess pays ~2 s of web3
+import on a loaded machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eth_utils import keccak
+
+from contracts.ledger import AuditLedger
+from devnet import DevnetInfo, free_port, stop_devnet
+
+MEDGOSSIP = str(Path(sys.executable).with_name("medgossip"))
+
+
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(*args: str, cwd: Path | None = None) -> Ran:
+    """`medgossip ARGS` as a real subprocess."""
+    env = {**os.environ, "COLUMNS": "200"}
+    done = subprocess.run([MEDGOSSIP, *args], capture_output=True, text=True, timeout=60,
+                          cwd=cwd, env=env)
+    return Ran(done.returncode, done.stdout, done.stderr)
+
+
+def call(*args: str) -> Ran:
+    """The same typer app, in-process."""
+    from typer.testing import CliRunner
+
+    from node.cli import app
+
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def one_clear_line(result: Ran, needle: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0], lines[0]
+
+
+@pytest.fixture
+def cli_devnet(tmp_path: Path):
+    workdir = tmp_path / "run" / "devnet"
+    started = call("devnet", "start", "--dir", str(workdir), "--port", str(free_port()), "--nodes", "2")
+    assert started.returncode == 0, started.stderr
+    try:
+        yield workdir
+    finally:
+        stop_devnet(workdir)
+
+
+def test_devnet_ledger_consent_admin_commands(cli_devnet: Path, tmp_path: Path) -> None:
+    devnet_file = str(cli_devnet / "devnet.json")
+    info = DevnetInfo.load(cli_devnet)
+    assert (cli_devnet / "devnet.json").stat().st_mode & 0o777 == 0o600
+    status = call("devnet", "status", "--dir", str(cli_devnet), "--json")
+    assert status.returncode == 0 and json.loads(status.stdout)["running"] is True
+    assert "private_key" not in status.stdout and info.admin_key not in status.stdout
+
+    # Two nodes record contributions through the binding (as peers do).
+    for index, node in enumerate(info.nodes):
+        ledger = AuditLedger(info.rpc_url, info.contract, node.private_key)
+        for rnd in range(3):
+            ledger.record_contribution(keccak(f"{index}-{rnd}".encode()), keccak(b"g"), rnd,
+                                       50, keccak(b"r"), 0.25)
+
+    # ledger query: defaults to ./run/devnet/devnet.json
+    table = run("ledger", "query", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "contributions (6)" in table.stdout and "node-1" in table.stdout
+    by_node = json.loads(call("ledger", "query", "--devnet", devnet_file, "--node", "node-0", "--json").stdout)
+    assert [c["round"] for c in by_node["contributions"]] == [0, 1, 2]
+    assert {c["node"] for c in by_node["contributions"]} == {info.nodes[0].address}
+    delta = "0x" + keccak(b"1-2").hex()
+    by_delta = json.loads(call("ledger", "query", "--devnet", devnet_file, "--delta", delta, "--json").stdout)
+    assert [(c["node"], c["round"]) for c in by_delta["contributions"]] == [(info.nodes[1].address, 2)]
+    explicit = call("ledger", "query", "--rpc", info.rpc_url, "--contract", info.contract,
+                   "--round", "1", "--json")
+    assert len(json.loads(explicit.stdout)["contributions"]) == 2
+
+    # consent by token (patient), relayed by the devnet relayer; a repeat is refused
+    token = os.urandom(32).hex()
+    first = run("consent", "withdraw", "--devnet", devnet_file, "--token", token, "--json")
+    assert first.returncode == 0, first.stderr
+    event = json.loads(first.stdout)["event"]
+    assert event["subject"] == "0x" + keccak(bytes.fromhex(token)).hex() and event["by_token"]
+    one_clear_line(run("consent", "withdraw", "--devnet", devnet_file, "--token", token),
+                   "already withdrawn")
+
+    # consent by custodian, with a key file and with a dev node name
+    subject = "0x" + keccak(b"subject").hex()
+    key_file = tmp_path / "node0.key"
+    key_file.write_text(info.nodes[0].private_key[2:] + "\n")
+    custodian = call("consent", "withdraw", "--devnet", devnet_file, "--subject", subject,
+                    "--key", str(key_file))
+    assert custodian.returncode == 0 and "consent withdrawn" in custodian.stdout
+    assert "tx 0x" in custodian.stdout and "block" in custodian.stdout
+    withdrawals = json.loads(call("ledger", "query", "--devnet", devnet_file, "--subject", subject, "--json").stdout)
+    assert [(w["by"], w["by_token"]) for w in withdrawals["withdrawals"]] == [(info.nodes[0].address, False)]
+
+    # admin: revoke node-1, which then cannot withdraw
+    revoked = call("admin", "revoke-node", "--devnet", devnet_file, "--address", "node-1")
+    assert revoked.returncode == 0, revoked.stderr
+    one_clear_line(run("consent", "withdraw", "--devnet", devnet_file, "--subject",
+                       "0x" + keccak(b"other").hex(), "--node", "node-1"), "revoked")
+    genesis = call("admin", "set-genesis", "--devnet", devnet_file, "--hash", "0x" + keccak(b"g").hex())
+    assert genesis.returncode == 0
+    one_clear_line(call("admin", "set-genesis", "--devnet", devnet_file, "--hash", "0x" + "12" * 32),
+                   "genesis model is already set")
+
+
+def test_admin_register_node_checks_peer_id_and_address(cli_devnet: Path) -> None:
+    from gossip.identity import (
+        eth_address_from_peer_id,
+        generate_secret,
+        peer_id_from_secret,
+    )
+
+    devnet_file = str(cli_devnet / "devnet.json")
+    peer_id = peer_id_from_secret(generate_secret())
+    wrong = DevnetInfo.load(cli_devnet).nodes[0].address
+
+    one_clear_line(call("admin", "register-node", "--devnet", devnet_file, "--peer-id", peer_id,
+                       "--address", wrong), "does not match the peer ID")
+    ok = call("admin", "register-node", "--devnet", devnet_file, "--peer-id", peer_id, "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["event"]["node"] == eth_address_from_peer_id(peer_id)
+    one_clear_line(call("admin", "register-node", "--devnet", devnet_file, "--peer-id", peer_id),
+                   "already registered")
+    one_clear_line(call("admin", "register-node", "--devnet", devnet_file, "--peer-id", "not-a-peer"),
+                   "--peer-id")
+
+
+def test_cli_errors_are_one_line(cli_devnet: Path, tmp_path: Path) -> None:
+    devnet_file = str(cli_devnet / "devnet.json")
+    port = DevnetInfo.load(cli_devnet).port
+
+    one_clear_line(run("devnet", "start", "--dir", str(tmp_path / "other"), "--port", str(port)),
+                   "already in use")
+    one_clear_line(call("ledger", "query", "--devnet", devnet_file, "--delta", "0x1234"),
+                   "--delta must be 64 hex characters")
+    one_clear_line(call("consent", "withdraw", "--devnet", devnet_file, "--token", "secret-ish"),
+                   "consent token")
+    one_clear_line(call("consent", "withdraw", "--devnet", devnet_file, "--subject",
+                       "0x" + "ab" * 32, "--key", str(tmp_path / "missing.key")), "not found")
+    one_clear_line(call("ledger", "query", "--devnet", str(tmp_path / "nope.json")), "not found")
+
+    assert run("devnet", "stop", "--dir", str(cli_devnet)).returncode == 0
+    one_clear_line(run("ledger", "query", "--devnet", devnet_file), "cannot reach the chain")
+    status = call("devnet", "status", "--dir", str(cli_devnet))
+    assert status.returncode == 3 and "stopped" in status.stdout
