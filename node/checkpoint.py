@@ -14,6 +14,8 @@ Layout of the checkpoint folder::
     round-<r>.safetensors      model (+ codec residual) at the end of round r
     trained-<r>.safetensors    model (+ residual) after training in round r, before merging
     payloads/<hash>.bin        our encoded deltas (kept for the last KEEP_PAYLOADS rounds)
+    audit/round-<r>.json       the subject commitments behind round r's data root (local only:
+                               lets an auditor check a withdrawn subject was not used)
     status.json                what `medgossip node status` shows (rewritten each round)
 
 Every file is written to a temporary name, fsynced and renamed: a reader sees the old
@@ -205,6 +207,17 @@ class CheckpointStore:
 
     def stored_payloads(self) -> list[str]:
         return [p.stem for p in self.payloads.glob("*.bin")]
+
+    # --- local audit trail ----------------------------------------------------------
+
+    def save_audit(self, round_: int, record: Mapping[str, Any]) -> None:
+        atomic_write(self.folder / "audit" / f"round-{round_}.json", json.dumps(record).encode())
+
+    def load_audit(self, round_: int) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.folder / "audit" / f"round-{round_}.json").read_text())
+        except FileNotFoundError:
+            return None
 
     # --- status -------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
@@ -26,7 +27,7 @@ from node.errors import CodecError
 from node.merge import Update, strategy_from_name
 from node.merkle import merkle_root
 from node.models import build_model, state_hash
-from node.privacy import DPConfig
+from node.privacy import AccountantState, DPConfig, PrivacyAccountant
 from node.trainer import LocalTrainer
 
 StateDict = dict[str, Tensor]
@@ -61,6 +62,8 @@ class Contribution:
     base_hash: bytes
     sample_count: int
     data_root: bytes
+    subjects: tuple[bytes, ...]
+    """commitments of the subjects whose images were used (stays local: audit trail)."""
     epsilon: float
     loss: float
     train_seconds: float
@@ -82,10 +85,6 @@ class MergeOutcome:
     """delta hashes of the peers' payloads that went into the merge."""
     rejected: tuple[tuple[bytes, str], ...]
     """(delta hash, reason) of payloads that did not decode against our model."""
-
-
-def clone_state(state: Mapping[str, Tensor]) -> StateDict:
-    return {k: v.detach().clone() for k, v in state.items()}
 
 
 class Learner:
@@ -124,10 +123,22 @@ class Learner:
     # --- state ----------------------------------------------------------------------
 
     def state(self) -> StateDict:
-        return clone_state(self.trainer.model.state_dict())
+        return self.trainer.state_dict()
 
     def load_state(self, state: Mapping[str, Tensor]) -> None:
-        self.trainer.model.load_state_dict(state)
+        self.trainer.load_state_dict(state)
+
+    def privacy_state(self) -> dict[str, Any] | None:
+        """The DP accountant's history as plain data (None without DP), for checkpoints."""
+        accountant = self.trainer.accountant
+        return None if accountant is None else accountant.state().to_dict()
+
+    def load_privacy_state(self, data: Mapping[str, Any] | None) -> None:
+        if data is None or self.settings.dp is None:
+            return
+        self.trainer.accountant = PrivacyAccountant.from_state(
+            AccountantState.from_dict(data), self.settings.dp.delta
+        )
 
     # --- a round --------------------------------------------------------------------
 
@@ -146,6 +157,7 @@ class Learner:
             base_hash=base_hash,
             sample_count=report.sample_count,
             data_root=merkle_root(report.subjects_used),
+            subjects=report.subjects_used,
             epsilon=report.epsilon_round,
             loss=report.loss,
             train_seconds=train_seconds,
@@ -192,5 +204,4 @@ __all__ = [
     "Contribution",
     "PeerPayload",
     "MergeOutcome",
-    "clone_state",
 ]

@@ -66,6 +66,7 @@ class Counters:
     merged: int = 0
     recorded: int = 0
     withdrawals_applied: int = 0
+    excluded_images: int = 0
     train_seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
@@ -156,8 +157,8 @@ class Peer:
             model, residual = self.store.load_tensors("round", self.state.round)
             self.learner.load_state(model)
             self.learner.encoder.set_residual(residual)
-        if self.state.accountant is not None:
-            self.learner.trainer.load_privacy_state(self.state.accountant)
+        self.learner.load_privacy_state(self.state.accountant)
+        self.learner.trainer.rounds_done = self.state.round
         log.info(
             "peer ready peer=%s address=%s round=%d queued=%d", self.peer_id, self.address,
             self.state.round, len(self.state.queued()),
@@ -217,6 +218,9 @@ class Peer:
         """Make a trained round durable: payload, trained tensors, then the journal entry."""
         key = hexh(c.delta_hash)
         self.store.save_payload(key, c.payload)
+        self.store.save_audit(
+            c.round, {"delta_hash": key, "data_root": hexh(c.data_root), "subjects": [hexh(s) for s in c.subjects]}
+        )
         self.store.save_tensors("trained", c.round, self.learner.state(), self.learner.encoder.get_residual())
         self.state.journal.append(
             JournalEntry(
@@ -224,7 +228,7 @@ class Peer:
                 data_root=hexh(c.data_root), epsilon=c.epsilon,
             )
         )
-        self.state.accountant = self.learner.trainer.privacy_state()
+        self.state.accountant = self.learner.privacy_state()
         self.store.save_state(self.state)
         if self.net is not None:
             self.net.provide(c.delta_hash, c.payload)
@@ -400,6 +404,7 @@ class Peer:
             self.withdrawn.update(fresh)
             self.state.withdrawn = [hexh(s) for s in sorted(self.withdrawn)]
             self.counters.withdrawals_applied += len(fresh)
+            self.counters.excluded_images += local
             log.info(
                 "consent withdrawal applied: %d subject(s), %d local image(s) excluded before the next step",
                 len(fresh), local,
@@ -431,6 +436,7 @@ class Peer:
             "recorded_total": self.counters.recorded,
             "withdrawn_subjects": len(self.withdrawn),
             "withdrawals_applied": self.counters.withdrawals_applied,
+            "excluded_images": self.counters.excluded_images,
             "dropped": dict(self.counters.dropped),
             "bytes_sent": getattr(stats, "bytes_sent", 0),
             "bytes_received": getattr(stats, "bytes_received", 0),

@@ -1,0 +1,212 @@
+"""A whole medgossip network on this machine: a devnet and N peer processes on loopback.
+
+Used by `medgossip demo`, the integration tests and `bench/learning.py`, so that all
+three exercise the real thing: anvil, AuditLedger, DICOM files ingested per hospital,
+and one `medgossip node start` OS process per peer talking libp2p on 127.0.0.1.
+
+    workdir/
+      corpus/            make-demo output (DICOM with synthetic PHI, one folder per hospital)
+      devnet/            anvil state, devnet.json (keys: mode 0600)
+      test-data/         the common held-out test set, ingested
+      peer-<i>/          data/ (ingested), node.key, node.toml, checkpoint/, peer.log
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from contracts.ledger import AuditLedger
+from devnet import DevnetInfo, free_port, start_devnet, stop_devnet
+from gossip.identity import peer_id_bytes_from_secret, peer_id_from_secret
+from node.checkpoint import CheckpointStore, atomic_write
+from node.config import NodeConfig, to_toml
+from node.data.demo_corpus import DemoCorpus, make_demo
+from node.data.ingest import ingest
+from node.models import build_model, state_hash
+
+MARKER = ".medgossip-localnet"
+"""a workdir holding this file was made by us and may be wiped by the next run."""
+
+
+@dataclass
+class PeerHandle:
+    name: str
+    folder: Path
+    config: NodeConfig
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / "node.toml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / "peer.log"
+
+    @property
+    def store(self) -> CheckpointStore:
+        return CheckpointStore(self.config.checkpoint_dir)
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            return self.store.read_status()
+        except Exception:  # noqa: BLE001 - a status file mid-rename is simply "not yet"
+            return None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class LocalNet:
+    workdir: Path
+    devnet: DevnetInfo
+    corpus: DemoCorpus
+    test_data: Path
+    peers: list[PeerHandle] = field(default_factory=list)
+
+    @property
+    def devnet_file(self) -> Path:
+        return self.workdir / "devnet" / "devnet.json"
+
+    def ledger(self, key: str | None = None) -> AuditLedger:
+        return AuditLedger(self.devnet.rpc_url, self.devnet.contract, private_key=key)
+
+    # --- peer processes -----------------------------------------------------------
+
+    def start_peer(self, peer: PeerHandle, env: Mapping[str, str] | None = None) -> None:
+        log = open(peer.log_path, "ab")  # noqa: SIM115 - owned by the child from here on
+        peer.process = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "node", "start", "--config", str(peer.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            start_new_session=True,
+        )
+        log.close()
+
+    def start_all(self) -> None:
+        for peer in self.peers:
+            self.start_peer(peer)
+
+    def stop_peer(self, peer: PeerHandle, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        if peer.process is None:
+            return
+        if peer.process.poll() is None:
+            peer.process.send_signal(sig)
+            try:
+                peer.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                peer.process.kill()
+                peer.process.wait()
+
+    def stop(self) -> None:
+        """Stop every peer (SIGTERM, then SIGKILL) and the devnet."""
+        for peer in self.peers:
+            if peer.alive():
+                peer.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        for peer in self.peers:
+            self.stop_peer(peer)
+        stop_devnet(self.workdir / "devnet")
+
+    def wait(self, predicate: Callable[[], bool], timeout: float, poll: float = 0.5) -> bool:
+        """Poll `predicate` until it holds or `timeout` passes; a dead peer is an error."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            for peer in self.peers:
+                if peer.process is not None and peer.process.poll() not in (None, 0):
+                    raise RuntimeError(
+                        f"{peer.name} exited with {peer.process.returncode}; see {peer.log_path}:\n"
+                        + tail(peer.log_path)
+                    )
+            time.sleep(poll)
+        return predicate()
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def genesis_hash(config: NodeConfig) -> bytes:
+    model = build_model(config.model, num_classes=config.num_classes, in_size=config.image_size, seed=config.genesis_seed)
+    return state_hash(model.state_dict())
+
+
+def create(
+    workdir: Path,
+    peers: int = 4,
+    *,
+    template: NodeConfig | None = None,
+    alpha: float = 0.5,
+    seed: int = 0,
+    max_images: int | None = None,
+    step: Callable[[str], None] = lambda _msg: None,
+) -> LocalNet:
+    """Write corpus, ingest per hospital, start a devnet, set the genesis, write configs.
+
+    `workdir` is wiped first if an earlier run made it (it holds the MARKER file); any
+    other non-empty folder is refused.
+    """
+    workdir = Path(workdir).resolve()
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / MARKER).exists():
+            raise FileExistsError(f"{workdir} is not empty and was not made by medgossip; choose another folder")
+        if (workdir / "devnet" / "devnet.json").exists():
+            stop_devnet(workdir / "devnet")
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    (workdir / MARKER).touch()
+    template = template or NodeConfig()
+
+    step(f"writing the demo corpus: {peers} hospitals, non-IID (alpha={alpha})")
+    corpus = make_demo(workdir / "corpus", hospitals=peers, alpha=alpha, seed=seed, max_images=max_images)
+    for i, folder in enumerate(corpus.hospitals):
+        step(f"ingesting hospital {i}: de-identify, pseudonymise, consent tokens")
+        ingest(folder, corpus.labels_csv, workdir / f"peer-{i}" / "data")
+    step("ingesting the common test set")
+    ingest(corpus.test_dir, corpus.labels_csv, workdir / "test-data")
+
+    step("starting the devnet (anvil), deploying AuditLedger, registering peers")
+    info = start_devnet(workdir / "devnet", nodes=peers, port=free_port(), peer_id_of=peer_id_bytes_from_secret)
+    net = LocalNet(workdir, info, corpus, workdir / "test-data")
+    net.ledger(info.admin_key).set_genesis_model(genesis_hash(template))
+
+    ports = [free_port() for _ in range(peers)]
+    addrs = [
+        f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_from_secret(node.secret)}"
+        for port, node in zip(ports, info.nodes)
+    ]
+    for i, node in enumerate(info.nodes[:peers]):
+        folder = workdir / f"peer-{i}"
+        atomic_write(folder / "node.key", node.private_key.removeprefix("0x").encode())
+        config = replace(
+            template,
+            key_file=folder / "node.key",
+            data_dir=folder / "data",
+            checkpoint_dir=folder / "checkpoint",
+            devnet=net.devnet_file,
+            rpc_url="",
+            contract="",
+            listen=(f"/ip4/127.0.0.1/tcp/{ports[i]}",),
+            bootstrap=tuple(a for j, a in enumerate(addrs) if j != i),
+            seed=seed * 1000 + i,
+            eval_data=net.test_data,
+        )
+        handle = PeerHandle(f"peer-{i}", folder, config)
+        handle.config_path.write_text(to_toml(config))
+        net.peers.append(handle)
+    return net
