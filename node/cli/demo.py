@@ -84,7 +84,7 @@ def _run_rounds(net: Any, rounds: int, timeout: float) -> dict[str, Any]:
             statuses = [p.status() or {} for p in net.peers]
             rounds_done = [s.get("round", 0) for s in statuses]
             if not withdrawal and min(rounds_done) >= rounds // 2:
-                row = next(iter(LinkageTable.load(net.peers[0].config.data_dir).rows()))
+                row = LinkageTable.load(net.peers[0].config.data_dir).rows[0]
                 ledger = net.ledger(net.devnet.relayer_key)
                 tx = ledger.withdraw_consent_with_token(row.token)
                 withdrawal = {
