@@ -25,5 +25,10 @@ def configure_libp2p_logging(level: int | str | None = None) -> None:
     libp2p_logger.handlers.clear()
     libp2p_logger.propagate = True
     libp2p_logger.setLevel(chosen.upper() if isinstance(chosen, str) else chosen)
+    # Some libp2p modules pin their own logger's level at import (auto_connector: INFO,
+    # logging every 10 s); let them inherit the level chosen here instead.
+    for name, child in logging.root.manager.loggerDict.items():
+        if name.startswith("libp2p.") and isinstance(child, logging.Logger):
+            child.setLevel(logging.NOTSET)
     # async_service logs task failures under its own name.
     logging.getLogger("async_service").setLevel(libp2p_logger.level)
