@@ -261,6 +261,7 @@ class Peer:
                 "eval_accuracy": accuracy[1],
                 "merged": len(merged),
                 "bytes_sent": getattr(stats, "bytes_sent", 0),
+                "train_seconds": round(self.counters.train_seconds, 4),
                 "time": time.time(),
             }
         )

@@ -29,6 +29,7 @@ from devnet import DevnetInfo, free_port, start_devnet, stop_devnet
 from gossip.identity import peer_id_bytes_from_secret, peer_id_from_secret
 from node.checkpoint import CheckpointStore, atomic_write
 from node.config import NodeConfig, to_toml
+from node.data import load_image_set
 from node.data.demo_corpus import DemoCorpus, make_demo
 from node.data.ingest import ingest
 from node.models import build_model, state_hash
@@ -179,6 +180,9 @@ def create(
         ingest(folder, corpus.labels_csv, workdir / f"peer-{i}" / "data")
     step("ingesting the common test set")
     ingest(corpus.test_dir, corpus.labels_csv, workdir / "test-data")
+    step("decoding the ingested images once (cached for the peers)")
+    for folder in [*(workdir / f"peer-{i}" / "data" for i in range(peers)), workdir / "test-data"]:
+        load_image_set(folder, size=template.image_size)
 
     step("starting the devnet (anvil), deploying AuditLedger, registering peers")
     info = start_devnet(workdir / "devnet", nodes=peers, port=free_port(), peer_id_of=peer_id_bytes_from_secret)

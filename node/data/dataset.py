@@ -7,10 +7,15 @@ resized to ``size`` x ``size`` (area averaging when shrinking, bilinear when gro
 torch.nn.functional.interpolate) and then **standardised per image to zero mean and
 unit variance** (a constant image becomes all zeros). Per-image standardisation makes
 bit depth, rescale slope/intercept and window settings irrelevant across hospitals.
+
+The decoded array is cached in ``DATA_DIR/cache/images-<size>.safetensors`` (never a
+pickle), tagged with the SHA-256 of manifest.json: a re-ingest changes the manifest and
+so invalidates the cache; a restarted peer skips decoding every file again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -81,6 +86,12 @@ def load_image_set(
         raise DataError("size must be positive")
     root = Path(data_dir)
     entries = Manifest.load(root).entries
+    labels = np.array([e.label for e in entries], dtype=np.int64)
+    subjects = tuple(e.commitment for e in entries)
+    digest = _manifest_digest(root)
+    cached = _read_cache(root, size, digest, len(entries))
+    if cached is not None:
+        return ImageSet(images=cached, labels=labels, subjects=subjects)
     images = np.zeros((len(entries), 1, size, size), dtype=np.float32)
     for i, entry in enumerate(entries):
         path = root / entry.path
@@ -93,5 +104,44 @@ def load_image_set(
         images[i, 0] = preprocess(plane, size)
         if progress is not None:
             progress(i + 1, len(entries))
-    labels = np.array([e.label for e in entries], dtype=np.int64)
-    return ImageSet(images=images, labels=labels, subjects=tuple(e.commitment for e in entries))
+    _write_cache(root, size, digest, images)
+    return ImageSet(images=images, labels=labels, subjects=subjects)
+
+
+def _manifest_digest(root: Path) -> str:
+    return hashlib.sha256((root / "manifest.json").read_bytes()).hexdigest()
+
+
+def _cache_path(root: Path, size: int) -> Path:
+    return root / "cache" / f"images-{size}.safetensors"
+
+
+def _read_cache(root: Path, size: int, digest: str, count: int) -> np.ndarray | None:
+    """The cached array if it was made from this exact manifest, else None."""
+    from safetensors import SafetensorError, safe_open
+
+    path = _cache_path(root, size)
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            if (f.metadata() or {}).get("manifest_sha256") != digest:
+                return None
+            images = f.get_tensor("images")
+    except (OSError, SafetensorError):
+        return None
+    if images.shape != (count, 1, size, size) or images.dtype != np.float32:
+        return None
+    return images
+
+
+def _write_cache(root: Path, size: int, digest: str, images: np.ndarray) -> None:
+    """Best effort: a cache that cannot be written only costs the next start time."""
+    from safetensors.numpy import save
+
+    path = _cache_path(root, size)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(save({"images": images}, metadata={"manifest_sha256": digest}))
+        os.replace(tmp, path)
+    except OSError:
+        return
