@@ -7,6 +7,7 @@ import json
 import pickle
 import struct
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +17,7 @@ from safetensors.torch import save as st_save
 
 from node.codec import (
     FORMAT_VERSION,
+    RETIRED_FORMATS,
     CodecSpec,
     DeltaEncoder,
     apply_delta,
@@ -98,24 +100,36 @@ def test_quantised_round_trips_within_tolerance(spec: CodecSpec, rel_tol: float)
         assert err <= rel_tol * delta.abs().max() + 1e-7, name
 
 
-def test_topk_keeps_the_largest_entries_per_tensor() -> None:
-    encoded = DeltaEncoder(CodecSpec("topk", 0.1), "small-cnn").encode(NEW, BASE, BASE_HASH)
+def _kept_mask(payload: bytes, name: str, numel: int) -> torch.Tensor:
+    bitmap = st_load(payload)[f"m/{name}"].numpy()
+    return torch.from_numpy(np.unpackbits(bitmap, bitorder="little")[:numel].astype(bool))
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.1, 1.0])
+def test_topk_keeps_the_largest_entries_within_int8_tolerance(fraction: float) -> None:
+    encoded = DeltaEncoder(CodecSpec("topk", fraction), "small-cnn").encode(NEW, BASE, BASE_HASH)
 
     decoded = decode_delta(encoded.payload, BASE)
 
     for name, delta in _true_delta(NEW, BASE).items():
-        got = decoded.tensors[name]
-        k = topk_count(delta.numel(), 0.1)
-        assert int((got != 0).sum()) == k
-        kept = got != 0
-        assert torch.equal(got[kept], delta[kept])
-        if k < delta.numel():
-            assert delta[~kept].abs().max() <= delta[kept].abs().min()
+        flat, got = delta.reshape(-1), decoded.tensors[name].reshape(-1)
+        kept = _kept_mask(encoded.payload, name, flat.numel())
+        k = topk_count(flat.numel(), fraction)
+        assert int(kept.sum()) == k
+        assert torch.count_nonzero(got[~kept]) == 0
+        amax = flat[kept].abs().max()
+        # symmetric int8: error at most half a step (scale = amax / 127), plus float slack
+        assert (got[kept] - flat[kept]).abs().max() <= amax / 254 * (1 + 1e-5), name
+        if k < flat.numel():
+            assert flat[~kept].abs().max() <= flat[kept].abs().min()
 
 
-def test_topk_error_feedback_loses_nothing() -> None:
-    # sum of decoded deltas + final residual == sum of true deltas
-    encoder = DeltaEncoder(CodecSpec("topk", 0.01), "small-cnn")
+@pytest.mark.parametrize("fraction", [0.01, 0.1, 1.0])
+def test_topk_error_feedback_loses_nothing(fraction: float) -> None:
+    # sum of decoded deltas + final residual == sum of true deltas: the residual takes
+    # both the unsent entries and the int8 rounding error of the sent ones
+    # (fraction 1.0: everything is sent, the residual is the rounding error alone).
+    encoder = DeltaEncoder(CodecSpec("topk", fraction), "small-cnn")
     sent = {k: torch.zeros_like(v) for k, v in BASE.items()}
     truth = {k: torch.zeros_like(v) for k, v in BASE.items()}
     for round_ in range(5):
@@ -128,8 +142,35 @@ def test_topk_error_feedback_loses_nothing() -> None:
     residual = encoder.get_residual()
 
     for k in BASE:
-        torch.testing.assert_close(sent[k] + residual[k], truth[k], atol=1e-5, rtol=0)
+        torch.testing.assert_close(sent[k] + residual[k], truth[k], atol=1e-6, rtol=0)
     assert any(float(r.abs().max()) > 0 for r in residual.values())
+
+
+def test_topk_residual_is_exactly_input_minus_decoded() -> None:
+    encoder = DeltaEncoder(CodecSpec("topk", 0.1), "small-cnn")
+    encoder.encode(NEW, BASE, BASE_HASH)
+    previous = encoder.get_residual()
+    _, new2 = _states(seed=7)
+
+    decoded = decode_delta(encoder.encode(new2, BASE, BASE_HASH).payload, BASE)
+
+    for k in BASE:
+        x = (new2[k] - BASE[k]) + previous[k]
+        assert torch.equal(encoder.get_residual()[k], x - decoded.tensors[k])
+
+
+def test_topk_zero_or_subnormal_delta_sends_zeros_and_keeps_it() -> None:
+    tiny_delta = {k: v + 1e-44 for k, v in BASE.items()}  # subnormal float32 steps
+    for new in (BASE, tiny_delta):
+        encoder = DeltaEncoder(CodecSpec("topk", 0.1), "small-cnn")
+        payload = encoder.encode(new, BASE, BASE_HASH).payload
+
+        decoded = decode_delta(payload, BASE)
+
+        assert all(float(t.abs().max()) == 0 for t in decoded.tensors.values())
+        assert all(float(st_load(payload)[f"s/{k}"][0]) == 0 for k in BASE)
+        for k in BASE:
+            assert torch.equal(encoder.get_residual()[k], new[k] - BASE[k])
 
 
 def test_residual_checkpoint_round_trip_resumes_identically() -> None:
@@ -152,8 +193,9 @@ def test_encoding_is_deterministic_and_plain_safetensors(spec: CodecSpec) -> Non
 
     a = DeltaEncoder(spec, "small-cnn").encode(NEW, BASE, BASE_HASH)
     b = DeltaEncoder(spec, "small-cnn").encode(shuffled_new, BASE, BASE_HASH)
+    c = DeltaEncoder(spec, "small-cnn").encode(NEW, BASE, BASE_HASH)
 
-    assert a.payload == b.payload
+    assert a.payload == b.payload == c.payload
     assert a.delta_hash == b.delta_hash == payload_hash(a.payload)
     assert len(a.delta_hash) == 32
     assert st_load(a.payload)  # any safetensors reader opens it
@@ -165,6 +207,20 @@ def test_compression_ratios_are_what_the_formats_imply() -> None:
     assert sizes["fp16"] < 0.55 * sizes["fp32"]
     assert sizes["int8"] < 0.30 * sizes["fp32"]
     assert sizes["topk-1%"] < 0.05 * sizes["fp32"]
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.05, 0.1])
+def test_topk_data_is_a_bitmap_plus_one_byte_per_kept_entry(fraction: float) -> None:
+    payload = DeltaEncoder(CodecSpec("topk", fraction), "m").encode(NEW, BASE, BASE_HASH).payload
+    (head_len,) = struct.unpack_from("<Q", payload)
+    numels = [v.numel() for v in BASE.values()]
+
+    data_bytes = len(payload) - 8 - head_len
+
+    assert data_bytes == sum((n + 7) // 8 + topk_count(n, fraction) + 4 for n in numels)
+    header = json.loads(payload[8 : 8 + head_len])
+    assert {v["dtype"] for k, v in header.items() if k.startswith("m/")} == {"U8"}
+    assert {v["dtype"] for k, v in header.items() if k.startswith("q/")} == {"I8"}
 
 
 def test_encoder_rejects_mismatched_or_non_finite_states() -> None:
@@ -318,21 +374,115 @@ def _topk_tensors(fraction: float) -> dict[str, torch.Tensor]:
     return dict(st_load(payload))
 
 
-@pytest.mark.parametrize("mutation", ["out_of_bounds", "negative", "duplicate"])
-def test_bad_topk_indices_are_rejected(mutation: str) -> None:
+TOPK_META = _metadata("topk", '{"fraction":0.1}')
+
+
+def _decode_topk(tensors: dict[str, torch.Tensor]) -> None:
+    decode_delta(canonical_bytes(tensors, TOPK_META), BASE)
+
+
+def _set_bit(bitmap: torch.Tensor, bit: int, value: bool) -> torch.Tensor:
+    raw = bitmap.clone()
+    byte, mask = bit // 8, 1 << (bit % 8)
+    raw[byte] = (int(raw[byte]) | mask) if value else (int(raw[byte]) & ~mask)
+    return raw
+
+
+def test_re_encoded_topk_tensors_decode_identically() -> None:
+    # the mutation tests below start from a payload the decoder accepts
+    payload = canonical_bytes(_topk_tensors(0.1), TOPK_META)
+
+    assert payload == DeltaEncoder(CodecSpec("topk", 0.1), "small-cnn").encode(NEW, BASE, BASE_HASH).payload
+    decode_delta(payload, BASE)
+
+
+@pytest.mark.parametrize("mutation", ["extra_bit", "missing_bit", "padding_bit"])
+def test_bad_topk_bitmaps_are_rejected(mutation: str) -> None:
     tensors = _topk_tensors(0.1)
-    name = "i/classifier.1.weight"
-    idx = tensors[name].clone()
-    if mutation == "out_of_bounds":
-        idx[-1] = BASE["classifier.1.weight"].numel()
-    elif mutation == "negative":
-        idx[0] = -1
-    else:
-        idx[1] = idx[0]
-    tensors[name] = idx
+    name = "classifier.3.bias"  # 10 entries: 2 bytes, 6 padding bits, k = 1
+    bitmap = tensors[f"m/{name}"]
+    kept = int(np.flatnonzero(np.unpackbits(bitmap.numpy(), bitorder="little"))[0])
+    if mutation == "extra_bit":
+        bitmap = _set_bit(bitmap, (kept + 1) % 10, True)
+    elif mutation == "missing_bit":
+        bitmap = _set_bit(bitmap, kept, False)
+    else:  # same popcount, but the bit sits in the padding
+        bitmap = _set_bit(_set_bit(bitmap, kept, False), 10, True)
+    tensors[f"m/{name}"] = bitmap
+
+    with pytest.raises(InvalidValues, match="padding" if mutation == "padding_bit" else "marks"):
+        _decode_topk(tensors)
+
+
+@pytest.mark.parametrize(
+    ("name", "replacement"),
+    [
+        ("m/classifier.1.weight", torch.zeros(40960 // 8 + 1, dtype=torch.uint8)),  # wrong size
+        ("m/classifier.1.weight", torch.zeros(40960 // 8, dtype=torch.int8)),  # wrong dtype
+        ("q/classifier.1.weight", torch.zeros(4096, dtype=torch.int32)),  # wrong dtype
+        ("q/classifier.1.weight", torch.zeros(4095, dtype=torch.int8)),  # k - 1 values
+        ("s/classifier.1.weight", torch.zeros(2)),
+    ],
+)
+def test_wrong_topk_shapes_or_dtypes_are_rejected(name: str, replacement: torch.Tensor) -> None:
+    tensors = _topk_tensors(0.1)
+    tensors[name] = replacement
+
+    with pytest.raises(SchemaMismatch):
+        _decode_topk(tensors)
+
+
+def test_int32_index_layout_under_topk_is_rejected() -> None:
+    tensors = {}
+    for name, v in _true_delta(NEW, BASE).items():
+        k = topk_count(v.numel(), 0.1)
+        tensors[f"i/{name}"] = torch.arange(k, dtype=torch.int32)
+        tensors[f"v/{name}"] = v.reshape(-1)[:k].clone()
+
+    with pytest.raises(SchemaMismatch, match="names differ"):
+        _decode_topk(tensors)
+
+
+def test_retired_format_is_rejected_cleanly() -> None:
+    assert RETIRED_FORMATS == ("medgossip-delta/1",)
+    assert FORMAT_VERSION == "medgossip-delta/2"
+    payload = canonical_bytes(_true_delta(NEW, BASE), _metadata(format="medgossip-delta/1"))
+
+    with pytest.raises(UnsupportedFormat, match="retired"):
+        decode_delta(payload, BASE)
+
+
+def _with_q(tensors: dict[str, torch.Tensor], name: str, index: int, value: int) -> torch.Tensor:
+    q = tensors[name].clone()
+    q[index] = value
+    return q
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    ["negative", "negative_zero", "nan", "inf", "subnormal", "overflow", "minus_128",
+     "zero_scale_nonzero_q", "not_scaled_to_127"],
+)
+def test_bad_topk_scale_or_values_are_rejected(mutation: str) -> None:
+    tensors = _topk_tensors(0.1)
+    name = "classifier.1.weight"
+    s, q = f"s/{name}", f"q/{name}"
+    replacements = {
+        "negative": (s, torch.tensor([-1e-3])),
+        "negative_zero": (s, torch.tensor([-0.0])),
+        "nan": (s, torch.tensor([float("nan")])),
+        "inf": (s, torch.tensor([float("inf")])),
+        "subnormal": (s, torch.tensor([1e-40])),
+        "overflow": (s, torch.tensor([3e38])),  # 127 * 3e38 is inf in float32
+        "minus_128": (q, _with_q(tensors, q, 0, -128)),
+        "zero_scale_nonzero_q": (s, torch.tensor([0.0])),
+        "not_scaled_to_127": (q, torch.div(tensors[q], 2, rounding_mode="trunc")),
+    }
+    key, value = replacements[mutation]
+    tensors[key] = value
 
     with pytest.raises(InvalidValues):
-        decode_delta(canonical_bytes(tensors, _metadata("topk", '{"fraction":0.1}')), BASE)
+        _decode_topk(tensors)
 
 
 def test_bad_int8_scale_or_value_is_rejected() -> None:
