@@ -318,6 +318,8 @@ class DeltaEncoder:
             if residual.shape != delta.shape:
                 raise EncodingError(f"{name}: residual shape {tuple(residual.shape)} is stale")
             flat = flat + residual.reshape(-1)
+            if not bool(torch.isfinite(flat).all()):
+                raise EncodingError(f"{name}: delta + residual overflows float32")
         numel = flat.numel()
         k = topk_count(numel, self.spec.topk_fraction)
         # Ties are broken by index (stable sort) so the choice is deterministic.

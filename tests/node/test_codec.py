@@ -238,6 +238,10 @@ def test_encoder_rejects_mismatched_or_non_finite_states() -> None:
         DeltaEncoder(CodecSpec("fp16"), "m").encode(
             {k: v + 1e6 for k, v in NEW.items()}, BASE, BASE_HASH
         )
+    overflowing = DeltaEncoder(CodecSpec("topk", 0.1), "m")
+    overflowing.set_residual({k: torch.full_like(v, 3e38) for k, v in BASE.items()})
+    with pytest.raises(EncodingError, match="overflows"):
+        overflowing.encode({k: v + 3e38 for k, v in BASE.items()}, BASE, BASE_HASH)
 
 
 # --- hostile payloads -------------------------------------------------------------------
