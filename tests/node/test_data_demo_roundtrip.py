@@ -126,3 +126,21 @@ def test_make_demo_refuses_bad_arguments(tmp_path: Path) -> None:
     for args in (["--hospitals", "0"], ["--alpha", "0"], ["--test-fraction", "1.5"]):
         result = runner.invoke(app, ["data", "make-demo", "--out", str(tmp_path / "x"), *args])
         assert result.exit_code == 1 and "error" in result.output, args
+
+
+def test_decoded_images_are_cached_per_manifest(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    ingest(corpus / "hospital-02", corpus / "labels.csv", out)
+    first = load_image_set(out, size=8)
+    cache = out / "cache" / "images-8.safetensors"
+    assert cache.exists()
+
+    # A cache that was made from another manifest is not used: poison it, change the
+    # manifest's bytes, and the images come from the DICOM files again.
+    from safetensors.numpy import save
+
+    cache.write_bytes(save({"images": np.zeros_like(first.images)}, metadata={"manifest_sha256": "0" * 64}))
+    again = load_image_set(out, size=8)
+
+    assert np.array_equal(again.images, first.images)
+    assert np.array_equal(load_image_set(out, size=8).images, first.images)  # now from the rewritten cache
