@@ -69,6 +69,8 @@ class NodeState:
     journal: list[JournalEntry] = field(default_factory=list)
     merged: dict[str, int] = field(default_factory=dict)
     """delta hash (hex) of a peer's contribution -> our round that merged it."""
+    refused: dict[str, str] = field(default_factory=dict)
+    """delta hash (hex) a peer announced -> why we will never merge it (e.g. wrong-author)."""
     accountant: Any = None
     withdrawals_block: int = 0
     """consent withdrawals up to this block are applied."""
@@ -84,12 +86,20 @@ class NodeState:
         return [e for e in self.journal if e.status == "queued"]
 
     def mark_recorded(self, delta_hash: str, tx_hash: str, block: int) -> None:
-        self.journal = [
-            replace(e, status="recorded", tx_hash=tx_hash, block=block)
-            if e.delta_hash == delta_hash
-            else e
-            for e in self.journal
-        ]
+        # In place, never by rebinding the list: the round loop appends entries from a
+        # worker thread meanwhile, and an entry appended to a list being replaced is lost.
+        for i, e in enumerate(self.journal):
+            if e.delta_hash == delta_hash:
+                self.journal[i] = replace(e, status="recorded", tx_hash=tx_hash, block=block)
+
+    def snapshot(self) -> NodeState:
+        """A copy whose containers no other thread mutates (each copy is one C call)."""
+        return NodeState(
+            round=self.round, journal=list(self.journal), merged=dict(self.merged),
+            refused=dict(self.refused), accountant=self.accountant,
+            withdrawals_block=self.withdrawals_block, withdrawn=list(self.withdrawn),
+            history=list(self.history),
+        )
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -138,6 +148,7 @@ class CheckpointStore:
             round=int(raw["round"]),
             journal=[JournalEntry(**e) for e in raw["journal"]],
             merged={str(k): int(v) for k, v in raw["merged"].items()},
+            refused={str(k): str(v) for k, v in raw.get("refused", {}).items()},
             accountant=raw.get("accountant"),
             withdrawals_block=int(raw.get("withdrawals_block", 0)),
             withdrawn=list(raw.get("withdrawn", [])),
@@ -147,7 +158,7 @@ class CheckpointStore:
     def save_state(self, state: NodeState) -> None:
         """Write node.json; the peer saves from several worker threads, one at a time."""
         with self._lock:
-            raw = {"format": FORMAT, **asdict(state)}
+            raw = {"format": FORMAT, **asdict(state.snapshot())}
             atomic_write(self.state_path, json.dumps(raw, indent=1).encode())
 
     # --- tensors ------------------------------------------------------------------

@@ -35,7 +35,7 @@ import trio
 from contracts.errors import ChainUnavailable, DuplicateContribution, LedgerError
 from contracts.ledger import AuditLedger
 from gossip import Announcement, GossipConfig, GossipNetwork
-from gossip.errors import FetchFailed
+from gossip.errors import FetchFailed, HashMismatch
 from gossip.identity import eth_address_from_peer_id, peer_id_from_secret, peer_id_to_bytes
 from node.checkpoint import CheckpointStore, JournalEntry, NodeState
 from node.config import NodeConfig
@@ -278,7 +278,9 @@ class Peer:
     def _candidates(self) -> list[Announcement]:
         return [
             a for pid, a in self.announced.items()
-            if pid != self.peer_id and hexh(a.delta_hash) not in self.state.merged
+            if pid != self.peer_id
+            and hexh(a.delta_hash) not in self.state.merged
+            and hexh(a.delta_hash) not in self.state.refused
         ]
 
     async def _pull(self, round_: int) -> list[PeerPayload]:
@@ -314,13 +316,14 @@ class Peer:
             self.counters.drop(reason)
             log.warning("dropped delta=%s from peer=%s: %s", short(key), ann.peer_id, reason)
             if reason != "not-recorded":
-                self.state.merged[key] = -1  # never try this one again
+                self.state.refused[key] = reason  # never try this one again
             return
         holders = [ann.peer_id] + [p for p in self.net.connected_peers() if p != ann.peer_id]
         try:
             payload = await self.net.fetch(ann.delta_hash, from_peers=holders[: 1 + self.config.fan_out])
         except FetchFailed as exc:
-            self.counters.drop("fetch-failed")
+            lied = any(isinstance(r, HashMismatch) for r in exc.reasons.values())
+            self.counters.drop("payload-hash-mismatch" if lied else "fetch-failed")
             log.warning("fetch failed delta=%s: %s", short(key), exc)
             return
         results.append(PeerPayload(ann.peer_id, ann.delta_hash, payload, samples))
@@ -439,6 +442,7 @@ class Peer:
             "withdrawals_applied": self.counters.withdrawals_applied,
             "excluded_images": self.counters.excluded_images,
             "dropped": dict(self.counters.dropped),
+            "gossip_dropped": dict(stats.dropped) if stats is not None else {},
             "bytes_sent": getattr(stats, "bytes_sent", 0),
             "bytes_received": getattr(stats, "bytes_received", 0),
             "train_seconds": round(self.counters.train_seconds, 3),
@@ -532,6 +536,7 @@ async def run_peer(config: NodeConfig, on_ready: Callable[[Peer], Awaitable[None
                 await on_ready(peer)
             await peer.run(net)
             nursery.cancel_scope.cancel()
+    peer.net = None  # closed: status() must not ask it for peers any more
     peer.write_status()
     log.info("stopped at round=%d", peer.state.round)
 
