@@ -18,7 +18,7 @@ the boundary where they occur, with ``raise ... from exc``; callers only ever se
     │   ├── UnsupportedFormat        unknown format version or codec, invalid codec params,
     │   │                            or a model id / base hash other than the expected one
     │   ├── SchemaMismatch           tensor names, shapes or dtypes differ from the reference
-    │   └── InvalidValues            NaN/inf, out-of-bounds or unsorted top-k indices
+    │   └── InvalidValues            NaN/inf, a bad scale, int8 -128, top-k bitmap padding or popcount
     ├── TrainingError                local training cannot proceed (node.models, node.trainer)
     │   ├── NoTrainingData           no consented image left to train on (all withdrawn)
     │   └── PrivacyConfigError       invalid DP settings or privacy-accountant state

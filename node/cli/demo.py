@@ -27,7 +27,7 @@ def demo(
     peers: int = typer.Option(4, "--peers", min=2, max=8, help="Number of hospitals / peer processes."),
     rounds: int = typer.Option(30, "--rounds", min=2, help="Gossip rounds each peer runs."),
     local_steps: int = typer.Option(10, "--local-steps", min=1, help="Local SGD steps per round."),
-    fan_out: int = typer.Option(2, "--fan-out", min=0, help="Peers' deltas merged per round."),
+    fan_out: int = typer.Option(3, "--fan-out", min=0, help="Peers' deltas merged per round (3 = all others of 4)."),
     merge: str = typer.Option("mean", "--merge", help="mean | median | trimmed-mean | krum"),
     codec: str = typer.Option("fp32", "--codec", help="fp32 | fp16 | int8 | topk"),
     alpha: float = typer.Option(0.5, "--alpha", help="Dirichlet alpha of the non-IID split (smaller: more skewed)."),
