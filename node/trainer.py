@@ -191,12 +191,16 @@ class LocalTrainer:
     # --- training -----------------------------------------------------------------------
 
     def train(self, steps: int, withdrawn: Iterable[bytes] = frozenset()) -> TrainReport:
-        """Exclude ``withdrawn`` subjects, then run ``steps`` local SGD steps."""
+        """Exclude ``withdrawn`` subjects, then run ``steps`` local SGD steps.
+
+        The consented pool is re-read before every step, so a withdrawal applied by
+        another thread through :meth:`exclude` takes effect at the next step, not the
+        next round.
+        """
         if steps < 0:
             raise TrainingError(f"steps must be >= 0, got {steps}")
         self.exclude(withdrawn)
-        pool = self._train_idx
-        if steps > 0 and len(pool) == 0:
+        if steps > 0 and len(self._train_idx) == 0:
             raise NoTrainingData("no consented training image left")
         round_index = self.rounds_done
         generator = torch.Generator().manual_seed(_seed_for(self.seed, round_index, 1))
@@ -209,6 +213,9 @@ class LocalTrainer:
         losses: list[float] = []
         self.model.train()
         for step in range(steps):
+            pool = self._train_idx  # replaced (never mutated) by exclude(): a consistent snapshot
+            if len(pool) == 0:
+                raise NoTrainingData("no consented training image left")
             if self._dp_optimizer is None:
                 take = torch.randperm(len(pool), generator=generator)[: self.batch_size]
             else:

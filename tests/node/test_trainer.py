@@ -121,3 +121,21 @@ def test_empty_poisson_batches_still_step_and_are_accounted() -> None:
     assert trainer.accountant is not None and trainer.accountant.steps == 20
     assert report.epsilon_total > 0
     assert state_hash(trainer.state_dict()) != before
+
+
+def test_a_withdrawal_during_a_round_applies_at_the_next_step() -> None:
+    """The peer's consent watcher calls exclude() from another thread while train() runs."""
+    batches: list[BatchInfo] = []
+    trainer = _trainer(seed=5)
+    gone = set(trainer.train_subjects[:40])
+
+    def on_batch(info: BatchInfo) -> None:
+        batches.append(info)
+        if info.step == 4:
+            trainer.exclude(gone)  # between step 4 and step 5 of this round
+
+    trainer.on_batch = on_batch
+    trainer.train(30)
+
+    assert any(set(b.subjects) & gone for b in batches[:5])  # in use before
+    assert all(not (set(b.subjects) & gone) for b in batches[5:])  # never after
