@@ -1,0 +1,88 @@
+"""Misbehaving gossip hosts, run as their own OS process by the peer-network tests.
+
+    python -m tests.integration.peer_adversary SPEC.json
+
+SPEC: {"network_id": str, "bootstrap": [multiaddr, ...], "status_file": path,
+       "hosts": [{"name": str, "secret": hex, "announce": hex hash, "serve": hex bytes | null}]}
+
+Each host is a real `gossip.GossipNetwork` (Noise, Yamux, GossipSub on the honest peers'
+topic) that re-announces its one delta hash every second with a growing round, so the
+honest peers keep seeing it as that host's latest contribution. With "serve" it answers
+fetches of that hash with those bytes even when they do not hash to it (a lying holder:
+`provide()` refuses that, so the test reaches into the store on purpose). Runs until
+SIGTERM/SIGINT; writes its hosts' counters to the status file.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from gossip import Announcement, GossipConfig, GossipNetwork
+from gossip.logs import configure_libp2p_logging
+
+
+async def _host(spec: dict[str, Any], host: dict[str, Any], report: dict[str, Any]) -> None:
+    config = GossipConfig(
+        secret=bytes.fromhex(host["secret"]),
+        network_id=spec["network_id"],
+        bootstrap=list(spec["bootstrap"]),
+        is_member=None,
+    )
+    delta_hash = bytes.fromhex(host["announce"])
+    async with GossipNetwork(config) as net:
+        if host.get("serve") is not None:
+            net._store.put(delta_hash, bytes.fromhex(host["serve"]))  # noqa: SLF001 - a liar on purpose
+        round_ = 0
+        while True:
+            round_ += 1
+            try:
+                await net.announce(
+                    Announcement(
+                        peer_id=net.peer_id, round=round_, delta_hash=delta_hash, size=64, codec="fp32",
+                        metadata={"samples": "1000"},
+                    )
+                )
+            except Exception as exc:  # noqa: BLE001 - keep announcing; reported in the status file
+                report.setdefault(host["name"] + ":errors", []).append(repr(exc)[:200])
+            stats = net.stats
+            report[host["name"]] = {
+                "peer_id": net.peer_id,
+                "round": round_,
+                "connected": len(net.connected_peers()),
+                "published": stats.announcements_published,
+                "payloads_served": stats.payloads_served,
+                "dropped": dict(stats.dropped),
+            }
+            await trio.sleep(1.0)
+
+
+async def _write_status(path: Path, report: dict[str, Any]) -> None:
+    while True:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report))
+        tmp.replace(path)
+        await trio.sleep(0.5)
+
+
+async def main(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    report: dict[str, Any] = {}
+    async with trio.open_nursery() as nursery:
+        for host in spec["hosts"]:
+            nursery.start_soon(_host, spec, host, report)
+        nursery.start_soon(_write_status, Path(spec["status_file"]), report)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
+
+
+if __name__ == "__main__":
+    configure_libp2p_logging()
+    trio.run(main, sys.argv[1])

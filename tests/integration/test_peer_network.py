@@ -1,0 +1,422 @@
+"""The peer network end to end: anvil, real `medgossip node start` processes, real DICOM.
+
+One localnet (3 hospitals, a reduced DICOM demo corpus, anvil + AuditLedger, one peer
+OS process per hospital on 127.0.0.1) is shared by the module; the tests run in file
+order and each drives one episode of the same run, then the last one checks the whole:
+
+1. a patient of peer-0 withdraws consent by token: every peer applies it and the
+   subject is absent from every round trained afterwards (local audit files);
+2. misbehaving hosts (registered but announcing an unrecorded hash / someone else's
+   recorded hash / serving bytes that do not match the recorded hash; and an
+   unregistered host) run as a separate process: nothing of theirs is ever merged and
+   the honest peers' drop counters say why;
+3. kill -9 of peer-2 mid-run, restart with the same config: resumes from its
+   checkpoint while the others keep going; journal == chain, nothing twice or lost;
+4. the chain is frozen (SIGSTOP anvil): peers keep training, contributions queue,
+   nothing is merged unverified; on SIGCONT everything queued is recorded;
+5. at the end: every merged delta recorded on chain by the peer that announced it,
+   every round's data root = merkle_root(its audited subjects), journals == chain;
+6. convergence well above isolated training on the same data and steps (xfail for now:
+   see its mark).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts.ledger import send_ether
+from devnet.manage import ANVIL_FUNDER_KEY
+from gossip.identity import eth_address_from_peer_id, peer_id_bytes_from_secret, peer_id_from_secret
+from gossip.transfer import keccak256
+from node.cli.localnet import LocalNet, PeerHandle, create, tail
+from node.config import NodeConfig
+from node.merkle import merkle_root
+from tests.integration.peer_harness import (
+    Adversary,
+    Timeline,
+    logs,
+    start_adversary,
+    state,
+    status,
+    wait_until,
+)
+
+PEERS = 3
+ROUNDS = 45
+MAX_IMAGES = 360
+ALPHA = 0.5
+"""the demo's non-IID split (Dirichlet alpha over hospitals per class)."""
+TEMPLATE = NodeConfig(
+    rounds=ROUNDS,
+    local_steps=8,
+    fan_out=3,
+    pull_wait=1.0,
+    chain_poll=0.5,
+    linger=-1,  # finished peers keep serving payloads until the fixture stops them
+)
+CONVERGENCE_MARGIN = 0.15
+"""gossip mean accuracy must beat isolated mean accuracy by this much ("well above").
+Isolated peers cannot classify digits they rarely or never saw, a ceiling local training
+does not lift; peers that really learn from each other should approach pooled training
+(0.9+ on this corpus). 0.15 is ~10 test images of the ~72 (granularity 0.014), well
+outside scheduling noise, and far below the gossip-to-pooled gap a working mixer closes."""
+
+
+def hexh(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def address_of(peer: PeerHandle) -> str:
+    return eth_address_from_peer_id(peer_id_from_secret(bytes.fromhex(peer.config.key_file.read_text().strip())))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNet, Timeline, Adversary]]:
+    workdir = tmp_path_factory.mktemp("peer-network")
+    net = create(workdir / "net", PEERS, template=TEMPLATE, alpha=ALPHA, seed=3, max_images=MAX_IMAGES)
+    adversary: Adversary | None = None
+    try:
+        net.start_all()
+        timeline = Timeline()
+        # the misbehaving hosts join once the honest ones listen (see the report: a host
+        # whose bootstrap peers were not yet listening did not connect later)
+        wait_until(net, lambda: all((p.config.checkpoint_dir / "addrs.json").exists() for p in net.peers), 90,
+                   "every peer to listen")
+        adversary = _start_adversary(net, workdir / "adversary", timeline)
+        yield net, timeline, adversary
+    finally:
+        if adversary is not None:
+            adversary.stop()
+        if net.devnet.anvil_pid:
+            try:
+                os.kill(net.devnet.anvil_pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        net.stop()
+
+
+def _start_adversary(net: LocalNet, folder: Path, timeline: Timeline) -> Adversary:
+    """Register three misbehaving keys (and leave a fourth unregistered), set up the chain."""
+    admin = net.ledger(net.devnet.admin_key)
+    keys = {name: secrets.token_bytes(32) for name in ("not-recorded", "mismatch", "wrong-author", "unregistered")}
+    for name in ("not-recorded", "mismatch", "wrong-author"):
+        pid = peer_id_from_secret(keys[name])
+        admin.register_node(eth_address_from_peer_id(pid), peer_id_bytes_from_secret(keys[name]))
+    recorder_address = eth_address_from_peer_id(peer_id_from_secret(keys["mismatch"]))
+    send_ether(net.devnet.rpc_url, ANVIL_FUNDER_KEY, recorder_address, 10**18)
+    recorder = net.ledger("0x" + keys["mismatch"].hex())
+    genesis = admin.genesis_model() or bytes(32)
+    payloads = {name: secrets.token_bytes(96) for name in ("not-recorded", "mismatch", "stolen", "unregistered")}
+    hashes = {name: keccak256(p) for name, p in payloads.items()}
+    # "mismatch" records its hash honestly but will serve other bytes under it; it also
+    # records "stolen", which the "wrong-author" host then announces as if it were its own.
+    for name in ("mismatch", "stolen"):
+        recorder.record_contribution(hashes[name], genesis, 1, 1000, keccak256(b"adversary"), 0.0)
+    timeline.adversary_hashes = {
+        "not-recorded": hashes["not-recorded"],
+        "mismatch": hashes["mismatch"],
+        "wrong-author": hashes["stolen"],
+        "unregistered": hashes["unregistered"],
+    }
+    hosts = [
+        {"name": "not-recorded", "secret": keys["not-recorded"].hex(), "announce": hashes["not-recorded"].hex(),
+         "serve": payloads["not-recorded"].hex()},
+        {"name": "mismatch", "secret": keys["mismatch"].hex(), "announce": hashes["mismatch"].hex(),
+         "serve": secrets.token_bytes(96).hex()},
+        {"name": "wrong-author", "secret": keys["wrong-author"].hex(), "announce": hashes["stolen"].hex(),
+         "serve": payloads["stolen"].hex()},
+        {"name": "unregistered", "secret": keys["unregistered"].hex(), "announce": hashes["unregistered"].hex(),
+         "serve": payloads["unregistered"].hex()},
+    ]
+    bootstrap = [
+        f"{p.config.listen[0]}/p2p/{peer_id_from_secret(bytes.fromhex(p.config.key_file.read_text().strip()))}"
+        for p in net.peers
+    ]
+    ledger = net.ledger()
+    spec = {"network_id": f"{ledger.chain_id}-{ledger.address.lower()}", "bootstrap": bootstrap, "hosts": hosts}
+    return start_adversary(folder, spec)
+
+
+def audit_subjects(peer: PeerHandle, round_: int) -> set[bytes]:
+    record = peer.store.load_audit(round_)
+    assert record is not None, f"{peer.name} has no audit file for round {round_}"
+    return {bytes.fromhex(s[2:]) for s in record["subjects"]}
+
+
+def trained_rounds(peer: PeerHandle) -> list[int]:
+    return sorted(e.round for e in state(peer).journal)
+
+
+# --- 1. consent withdrawal ----------------------------------------------------------------
+
+
+def test_withdrawal_by_token_reaches_every_peer_and_excludes_the_subject(run: Any) -> None:
+    from node.data import LinkageTable
+
+    net, timeline, _ = run
+    custodian = net.peers[0]
+    wait_until(net, lambda: status(custodian).get("round", 0) >= 2, 150, "peer-0 to finish 2 rounds")
+    used = {r: audit_subjects(custodian, r) for r in (1, 2)}
+    rows = LinkageTable.load(custodian.config.data_dir).rows
+    # a patient whose images peer-0 really trained on (the exclusion must be observable)
+    row = max(rows, key=lambda r: sum(r.commitment in s for s in used.values()))
+    assert any(row.commitment in s for s in used.values()), "no linkage row appears in peer-0's audit files"
+    timeline.withdrawn_subject = row.commitment
+    timeline.withdrawn_used_before = [r for r, s in used.items() if row.commitment in s]
+
+    tx = net.ledger(net.devnet.relayer_key).withdraw_consent_with_token(row.token)
+    assert net.ledger().is_withdrawn(row.commitment)
+    assert tx.block_number > 0
+
+    def all_applied() -> bool:
+        for peer in net.peers:
+            s = status(peer)
+            if s.get("withdrawals_applied", 0) >= 1 and peer.name not in timeline.applied_at:
+                # status.json is written at the end of a round: the withdrawal was applied
+                # before that round ended, so every round after it trains without the subject
+                timeline.applied_at[peer.name] = s["round"]
+        return len(timeline.applied_at) == len(net.peers)
+
+    wait_until(net, all_applied, 60, "every peer to apply the consent withdrawal", poll=0.2)
+    for peer in net.peers:
+        s = status(peer)
+        assert s["withdrawn_subjects"] == 1, f"{peer.name}: {s}\n{logs([peer])}"
+    # the custodian dropped the subject's images; the others hold none of them
+    assert status(custodian)["excluded_images"] >= 1
+    for peer in net.peers[1:]:
+        assert status(peer)["excluded_images"] == 0
+
+    target = {p.name: timeline.applied_at[p.name] + 2 for p in net.peers}
+    wait_until(
+        net, lambda: all(max(trained_rounds(p), default=0) >= target[p.name] for p in net.peers), 90,
+        f"two rounds trained after the withdrawal on every peer ({target})",
+    )
+    for peer in net.peers:
+        for r in trained_rounds(peer):
+            if r > timeline.applied_at[peer.name]:
+                assert row.commitment not in audit_subjects(peer, r), (
+                    f"{peer.name} trained round {r} on a withdrawn subject (applied by round "
+                    f"{timeline.applied_at[peer.name]})\n{logs([peer])}"
+                )
+
+
+# --- 2. misbehaving and unregistered hosts --------------------------------------------------
+
+
+def test_unregistered_or_mismatching_peers_are_never_merged(run: Any) -> None:
+    net, timeline, adversary = run
+    reasons = ("not-recorded", "wrong-author", "payload-hash-mismatch")
+
+    def seen(peer: PeerHandle) -> bool:
+        s = status(peer)
+        dropped, gossip = s.get("dropped", {}), s.get("gossip_dropped", {})
+        return all(dropped.get(r, 0) >= 1 for r in reasons) and sum(
+            v for k, v in gossip.items() if "not_member" in k
+        ) >= 1
+
+    try:
+        wait_until(net, lambda: all(seen(p) for p in net.peers), 120,
+                   f"every honest peer to drop each misbehaving host ({', '.join(reasons)}, gossip not_member)")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nadversary: {adversary.status()}\n{tail(adversary.log_path, 30)}") from None
+    finally:
+        adversary.stop()
+    bad = {hexh(h): name for name, h in timeline.adversary_hashes.items()}
+    for peer in net.peers:
+        st = state(peer)
+        merged_bad = {bad[h] for h in st.merged if h in bad}
+        assert not merged_bad, f"{peer.name} merged {merged_bad}\n{logs([peer])}"
+        # refused for good: registered authors that are not the announcer
+        assert st.refused.get(hexh(timeline.adversary_hashes["wrong-author"])) == "wrong-author"
+        assert status(peer)["dropped"].get("unverifiable", 0) == 0
+
+
+# --- 3. kill -9 and restart ----------------------------------------------------------------
+
+
+def test_kill9_peer_resumes_from_checkpoint_and_rejoins(run: Any) -> None:
+    net, timeline, _ = run
+    victim, others = net.peers[2], net.peers[:2]
+    assert victim.alive() and status(victim).get("round", 0) < ROUNDS - 6, "the run is too far along to test a restart"
+    victim.process.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+    victim.process.wait(10)  # type: ignore[union-attr]
+    at_kill = state(victim)
+    timeline.killed_round = at_kill.round
+    others_at_kill = {p.name: status(p).get("round", 0) for p in others}
+    wait_until(
+        net, lambda: all(status(p).get("round", 0) >= others_at_kill[p.name] + 2 for p in others), 60,
+        "the other peers to keep advancing while peer-2 is down", allow_dead=[victim],
+    )
+    assert not victim.alive()
+
+    log_offset = victim.log_path.stat().st_size
+    net.start_peer(victim)
+    new_pid = victim.process.pid  # type: ignore[union-attr]
+    wait_until(
+        net, lambda: status(victim).get("pid") == new_pid and status(victim).get("round", 0) > at_kill.round, 90,
+        "peer-2 to finish a round after its restart", peers=[victim],
+    )
+    restart_log = victim.log_path.read_text(errors="replace")[log_offset:]
+    assert f"round={at_kill.round} " in restart_log.split("peer ready", 1)[-1].splitlines()[0], (
+        f"peer-2 did not resume from its checkpoint round {at_kill.round}\n{restart_log[-3000:]}"
+    )
+
+    # rejoined: it merges the others' new deltas and they merge its post-restart ones
+    def rejoined() -> bool:
+        mine = state(victim)
+        theirs = {e.delta_hash for p in others for e in state(p).journal}
+        got = any(r > at_kill.round and h in theirs for h, r in mine.merged.items())
+        new_own = {e.delta_hash for e in mine.journal if e.round > at_kill.round}
+        given = any(h in state(p).merged for p in others for h in new_own)
+        return got and given and status(victim).get("queued_records", 1) == 0
+
+    wait_until(net, rejoined, 90, "peer-2 to exchange deltas with the others after its restart")
+
+    after = state(victim)
+    journal_rounds = [e.round for e in after.journal]
+    assert journal_rounds == list(range(1, len(journal_rounds) + 1)), f"journal rounds not contiguous: {journal_rounds}"
+    history_rounds = [h["round"] for h in after.history]
+    assert history_rounds == list(range(1, len(history_rounds) + 1)), f"rounds not contiguous: {history_rounds}"
+    # what was journaled before the kill is still there, unchanged (nothing re-trained, nothing lost)
+    before = {e.round: e.delta_hash for e in at_kill.journal}
+    assert {e.round: e.delta_hash for e in after.journal if e.round in before} == before
+    assert_journal_equals_chain(net, victim)
+
+
+def assert_journal_equals_chain(net: LocalNet, peer: PeerHandle) -> None:
+    """Every journal entry recorded, and on chain exactly once, by this peer, same round."""
+    journal = state(peer).journal
+    assert all(e.status == "recorded" for e in journal), (
+        f"{peer.name} has unrecorded entries: {[e.round for e in journal if e.status != 'recorded']}"
+    )
+    on_chain = net.ledger().contributions(node=address_of(peer))
+    chain_hashes = [hexh(c.delta_hash) for c in on_chain]
+    assert len(chain_hashes) == len(set(chain_hashes)), f"{peer.name}: a contribution recorded twice"
+    assert sorted(chain_hashes) == sorted(e.delta_hash for e in journal), (
+        f"{peer.name}: chain has {len(chain_hashes)} contributions, journal {len(journal)}\n{logs([peer])}"
+    )
+    by_hash = {hexh(c.delta_hash): c for c in on_chain}
+    for e in journal:
+        c = by_hash[e.delta_hash]
+        assert (c.round, c.sample_count, hexh(c.data_root)) == (e.round, e.sample_count, e.data_root)
+
+
+# --- 4. the chain stops for a while ----------------------------------------------------------
+
+
+def test_chain_outage_queues_contributions_and_records_them_later(run: Any) -> None:
+    net, timeline, _ = run
+    pid = net.devnet.anvil_pid
+    assert pid, "devnet has no anvil pid"
+    at_stop = {p.name: status(p).get("round", 0) for p in net.peers}
+    assert max(at_stop.values()) < ROUNDS - 3, f"the run is too far along to test an outage: {at_stop}"
+    os.kill(pid, signal.SIGSTOP)
+    timeline.chain_stopped = time.time()
+    try:
+        wait_until(
+            net,
+            lambda: all(
+                status(p).get("round", 0) >= at_stop[p.name] + 2 and status(p).get("queued_records", 0) >= 1
+                for p in net.peers
+            ),
+            90, "every peer to train 2 rounds with contributions queued while the chain is stopped",
+        )
+        queued = {p.name: status(p)["queued_records"] for p in net.peers}
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        timeline.chain_resumed = time.time()
+    wait_until(net, lambda: all(status(p).get("queued_records", 1) == 0 for p in net.peers), 90,
+               "every queued contribution to be recorded once the chain is back")
+
+    for peer in net.peers:
+        history = state(peer).history
+        # a round whose pull began after the stop (the previous round ended after it) and
+        # ended before the chain came back could verify nothing, so must merge nothing
+        blind = [
+            cur for prev, cur in zip(history, history[1:])
+            if prev["time"] > timeline.chain_stopped and cur["time"] < timeline.chain_resumed
+        ]
+        assert blind, f"{peer.name}: no round ran entirely during the outage"
+        merged_blind = [h["round"] for h in blind if h["merged"]]
+        assert not merged_blind, (
+            f"{peer.name} merged in rounds {merged_blind} while the chain was stopped\n{logs([peer])}"
+        )
+        timeline.notes.append(
+            f"{peer.name}: {queued[peer.name]} queued during the outage, {len(blind)} blind round(s), "
+            f"unverifiable-chain-down={status(peer)['dropped'].get('unverifiable-chain-down', 0)}"
+        )
+        assert_journal_equals_chain(net, peer)
+
+
+# --- 5. the whole run ------------------------------------------------------------------------
+
+
+def test_the_chain_audits_every_merge_and_every_round(run: Any) -> None:
+    net, timeline, _ = run
+    wait_until(net, lambda: all(status(p).get("finished") for p in net.peers), 240, f"every peer to finish {ROUNDS} rounds")
+    ledger = net.ledger()
+    journals = {p.name: state(p).journal for p in net.peers}
+    author_of = {e.delta_hash: address_of(p) for p in net.peers for e in journals[p.name]}
+
+    for peer in net.peers:
+        st = state(peer)
+        assert [h["round"] for h in st.history] == list(range(1, ROUNDS + 1))
+        assert_journal_equals_chain(net, peer)
+        # every merged delta: recorded on chain by the peer that announced (and journaled) it
+        assert st.merged, f"{peer.name} never merged anything\n{logs([peer])}"
+        for delta_hash, round_ in st.merged.items():
+            ref = ledger.contribution(bytes.fromhex(delta_hash[2:]))
+            assert ref is not None, f"{peer.name} merged {delta_hash} (round {round_}), not on chain"
+            assert delta_hash in author_of, f"{peer.name} merged {delta_hash}, in no honest journal"
+            assert ref.author == author_of[delta_hash] != address_of(peer)
+        for name, h in timeline.adversary_hashes.items():
+            assert hexh(h) not in st.merged, f"{peer.name} merged the {name} host's delta"
+        # the local audit trail: data root on chain = merkle root of the audited subjects
+        recorded = {hexh(c.delta_hash): c for c in ledger.contributions(node=address_of(peer))}
+        for e in st.journal:
+            audit = peer.store.load_audit(e.round)
+            assert audit is not None and audit["delta_hash"] == e.delta_hash, f"{peer.name} round {e.round}"
+            subjects = [bytes.fromhex(s[2:]) for s in audit["subjects"]]
+            assert merkle_root(subjects) == recorded[e.delta_hash].data_root, f"{peer.name} round {e.round}"
+            if timeline.withdrawn_subject and e.round > timeline.applied_at.get(peer.name, ROUNDS):
+                assert timeline.withdrawn_subject not in subjects, f"{peer.name} round {e.round} used a withdrawn subject"
+    if timeline.withdrawn_used_before:
+        assert all(timeline.withdrawn_subject in audit_subjects(net.peers[0], r) for r in timeline.withdrawn_used_before)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known: peers exchange deltas, never models, so each plateaus near its own isolated optimum "
+    "(measured on this run: gossip 0.77 vs isolated 0.64 at alpha 0.5; 0.53 vs 0.44 at alpha 0.1). "
+    "Remove this mark once node/learner.py mixes models.",
+)
+def test_network_converges_well_above_isolated_training(run: Any) -> None:
+    from node.baselines import isolated_curves
+    from node.data import load_image_set
+    from node.peer import learner_settings
+
+    net, timeline, _ = run
+    wait_until(net, lambda: all(status(p).get("finished") for p in net.peers), 240, f"every peer to finish {ROUNDS} rounds")
+    # convergence: mean accuracy on the common test set vs isolated training, same data,
+    # same local steps and rounds, same model and trainer (node.baselines)
+    gossip_final = [state(p).history[-1]["eval_accuracy"] for p in net.peers]
+    sets = [load_image_set(p.config.data_dir, size=TEMPLATE.image_size) for p in net.peers]
+    test = load_image_set(net.test_data, size=TEMPLATE.image_size)
+    isolated = isolated_curves(learner_settings(replace(TEMPLATE, seed=0)), sets, test, ROUNDS)
+    isolated_final = [c[-1] for c in isolated]
+    gossip_mean = sum(gossip_final) / len(gossip_final)
+    isolated_mean = sum(isolated_final) / len(isolated_final)
+    print(f"\ngossip final {gossip_final} mean {gossip_mean:.3f}; isolated {isolated_final} mean {isolated_mean:.3f}")
+    print("\n".join(timeline.notes))
+    assert gossip_mean >= isolated_mean + CONVERGENCE_MARGIN, (
+        f"gossip mean {gossip_mean:.3f} not {CONVERGENCE_MARGIN} above isolated {isolated_mean:.3f}\n{logs(net.peers)}"
+    )
