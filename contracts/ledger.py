@@ -18,6 +18,7 @@ errors of `contracts.errors`. Calls are blocking; trio callers wrap them in
 from __future__ import annotations
 
 import ast
+import functools
 import logging
 import math
 import threading
@@ -32,6 +33,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_checksum_address, is_hex_address, keccak, to_checksum_address
 from web3 import Web3
+from web3.types import RPCEndpoint
 from web3.exceptions import (
     BadFunctionCallOutput,
     ContractLogicError,
@@ -581,7 +583,7 @@ class AuditLedger:
                     sample_count=int(samples),
                     data_root=bytes(root),
                     epsilon_spent=micros_to_epsilon(int(micros)),
-                    block_number=int(entry["blockNumber"]),
+                    block_number=_int(entry["blockNumber"]),
                     tx_hash=_hex(entry["transactionHash"]),
                 )
             )
@@ -609,7 +611,7 @@ class AuditLedger:
                     subject=_topic_bytes(t[1]),
                     by=_topic_to_address(t[2]),
                     by_token=bool(by_token),
-                    block_number=int(entry["blockNumber"]),
+                    block_number=_int(entry["blockNumber"]),
                     tx_hash=_hex(entry["transactionHash"]),
                 )
             )
@@ -625,7 +627,7 @@ class AuditLedger:
                 NodeRegistered(
                     node=_topic_to_address(entry["topics"][1]),
                     peer_id=bytes(peer_id),
-                    block_number=int(entry["blockNumber"]),
+                    block_number=_int(entry["blockNumber"]),
                     tx_hash=_hex(entry["transactionHash"]),
                 )
             )
@@ -763,15 +765,37 @@ class AuditLedger:
             stop = min(end, start + self._log_chunk_blocks - 1)
             params = {
                 "address": self._address,
-                "fromBlock": start,
-                "toBlock": stop,
+                "fromBlock": hex(start),
+                "toBlock": hex(stop),
                 "topics": topics,
             }
-            yield from self._rpc(lambda: self._w3.eth.get_logs(params))  # type: ignore[arg-type]
+            yield from self._rpc(lambda: self._raw_logs(params))
             start = stop + 1
 
+    def _raw_logs(self, params: dict[str, Any]) -> list[Any]:
+        """eth_getLogs; over HTTP the raw JSON is used as is (web3's per-log result
+        formatting costs more than the query itself for thousands of logs)."""
+        if not isinstance(self._w3.provider, Web3.HTTPProvider):
+            return list(self._w3.eth.get_logs(params))  # type: ignore[arg-type]
+        response = self._w3.provider.make_request(RPCEndpoint("eth_getLogs"), [params])
+        if "error" in response:
+            raise Web3RPCError(str(response["error"]), rpc_response=response)
+        return list(response["result"])
+
     def _decode_data(self, event: str, entry: Any) -> tuple[Any, ...]:
-        return tuple(eth_abi.decode(list(self._abi.events[event].data_types), bytes(entry["data"])))
+        types = self._abi.events[event].data_types
+        data = _topic_bytes(entry["data"])
+        if all(t == "bytes32" or t == "bool" or t.startswith("uint") for t in types) and len(
+            data
+        ) == 32 * len(types):
+            # Static words only: slice them (eth_abi costs ~10x more per log, and an
+            # audit query may decode thousands of logs).
+            words = [data[32 * i : 32 * (i + 1)] for i in range(len(types))]
+            return tuple(
+                word if t == "bytes32" else (word[-1] == 1 if t == "bool" else int.from_bytes(word, "big"))
+                for t, word in zip(types, words)
+            )
+        return tuple(eth_abi.decode(list(types), data))
 
     def _first_event(self, logs: Sequence[Any]) -> LedgerEvent | None:
         by_topic = {e.topic: e.name for e in self._abi.events.values()}
@@ -780,7 +804,7 @@ class AuditLedger:
                 continue
             name = by_topic.get(_hex(entry["topics"][0]))
             t = entry["topics"]
-            block = int(entry["blockNumber"])
+            block = _int(entry["blockNumber"])
             tx_hash = _hex(entry["transactionHash"])
             if name == "ContributionRecorded":
                 base, samples, root, micros = self._decode_data(name, entry)
@@ -862,6 +886,10 @@ def _hex(value: Any) -> str:
     return "0x" + bytes(value).hex()
 
 
+def _int(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
 def _topic_bytes(value: Any) -> bytes:
     if isinstance(value, str):
         return bytes.fromhex(value.removeprefix("0x"))
@@ -869,7 +897,13 @@ def _topic_bytes(value: Any) -> bytes:
 
 
 def _topic_to_address(value: Any) -> str:
-    return to_checksum_address(_topic_bytes(value)[-20:])
+    raw = value[-40:].lower() if isinstance(value, str) else bytes(value)[-20:].hex()
+    return _checksum(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _checksum(address_hex: str) -> str:
+    return str(to_checksum_address("0x" + address_hex))
 
 
 def _topic_address(address: str) -> str:

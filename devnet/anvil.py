@@ -108,8 +108,13 @@ def start_anvil(
     *,
     timeout: float = 30.0,
     block_time: float | None = None,
+    state_interval: int | None = 1,
 ) -> AnvilProcess:
-    """Start anvil detached (own session) on 127.0.0.1:`port` and wait for its RPC."""
+    """Start anvil detached (own session) on 127.0.0.1:`port` and wait for its RPC.
+
+    `state_interval` seconds between state dumps (None: only on SIGTERM). Each dump
+    rewrites the whole chain: beyond a few thousand blocks it slows anvil down.
+    """
     binary = find_anvil()
     if not port_is_free(port):
         raise PortInUse(
@@ -122,8 +127,9 @@ def start_anvil(
         "--host", "127.0.0.1",
         "--port", str(port),
         "--state", str(state_file),
-        "--state-interval", "1",
     ]
+    if state_interval is not None:
+        command += ["--state-interval", str(state_interval)]
     if block_time is not None:
         command += ["--block-time", str(block_time)]
     with open(log_file, "ab") as log:
