@@ -348,10 +348,12 @@ class GossipNetwork:
         from_peers: Sequence[str],
         *,
         provide: bool = True,
+        ordered: bool = False,
     ) -> bytes:
         """The payload whose keccak256 is ``delta_hash``, from one of ``from_peers``.
 
-        Holders are tried one at a time in random order (recent misbehavers last), each
+        Holders are tried one at a time in random order (``ordered``: in the given order,
+        e.g. the author first), recent misbehavers last, each
         within the per-holder timeouts of the config.  Bytes are returned only once their
         hash matches.  A holder that lies, stalls, truncates or cannot be reached is
         marked misbehaving (excluded from sample_peers for ``misbehaviour_penalty`` s);
@@ -365,7 +367,7 @@ class GossipNetwork:
         if held is not None:
             return held
         reasons: dict[str, TransferError] = {}
-        for peer in self._sampler.shuffle(from_peers):
+        for peer in self._sampler.shuffle(from_peers, keep_order=ordered):
             try:
                 payload = await fetch_from(parts.host, peer, delta_hash, self._limits)
             except TransferError as exc:

@@ -49,8 +49,9 @@ class PeerSampler:
             return []
         return self._rng.sample(eligible, min(k, len(eligible)))
 
-    def shuffle(self, peers: Iterable[str]) -> list[str]:
-        """A random order of ``peers`` with well-behaved ones first."""
+    def shuffle(self, peers: Iterable[str], *, keep_order: bool = False) -> list[str]:
+        """``peers`` in random (or the given) order, well-behaved ones first."""
         unique = list(dict.fromkeys(p for p in peers if p != self._self_id))
-        self._rng.shuffle(unique)
+        if not keep_order:
+            self._rng.shuffle(unique)
         return sorted(unique, key=self.is_misbehaving)

@@ -7,9 +7,11 @@ round is two calls: `train_round` (E local steps -> an encoded contribution) and
 same calls in-process. Everything here is synchronous: the peer runs it in a worker
 thread.
 
-A delta is "new state minus the state the round started from". A peer's update is
+A delta is "new state minus the state the round started from". Peers' updates are
 applied to our own round-start state (asynchronous SGD across peers), weighted by the
-sample count its author recorded on chain.
+sample count their authors recorded on chain and scaled by the share of the network
+they stand for (see `Learner.merge`): every update counts once, whichever round a peer
+happens to merge it in, so peers that merge every update agree on the model.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class MergeOutcome:
     """delta hashes of the peers' payloads that went into the merge."""
     rejected: tuple[tuple[bytes, str], ...]
     """(delta hash, reason) of payloads that did not decode against our model."""
+    share: float = 1.0
+    """the share of the network's weight the merged updates carried (the step's scale)."""
 
 
 class Learner:
@@ -163,8 +167,19 @@ class Learner:
             train_seconds=train_seconds,
         )
 
-    def merge(self, own_weight: int, peers: Sequence[PeerPayload]) -> MergeOutcome:
+    def merge(
+        self, own_weight: int, peers: Sequence[PeerPayload], network_weight: float | None = None
+    ) -> MergeOutcome:
         """Merge our own update with the peers' into the next model.
+
+        The merge rule aggregates the updates at hand; the step taken is that aggregate
+        scaled by the share of the network they represent, `sum(weights) /
+        network_weight` (capped at 1), where `network_weight` is the sum of every peer's
+        latest sample count. With the mean rule this makes each update's contribution
+        `n_j / N_total * u_j` whichever round it happens to be merged in: a peer that
+        merges every update once ends at the same model as every other such peer
+        (addition commutes), exactly as if a server had averaged each round. None means
+        "these updates are the whole network".
 
         A payload that does not decode against our model is rejected and reported, never
         raised: one bad peer must not stop the round.
@@ -186,8 +201,10 @@ class Learner:
                 continue
             updates.append(Update(decoded.tensors, float(max(peer.sample_count, 1)), peer.source))
             merged.append(peer.delta_hash)
-        self.load_state(apply_delta(self.base_state, self.strategy.merge(updates)))
-        return MergeOutcome(tuple(merged), tuple(rejected))
+        present = sum(u.weight for u in updates)
+        share = 1.0 if not network_weight else min(1.0, present / network_weight)
+        self.load_state(apply_delta(self.base_state, self.strategy.merge(updates), scale=share))
+        return MergeOutcome(tuple(merged), tuple(rejected), share)
 
     # --- evaluation -----------------------------------------------------------------
 

@@ -5,12 +5,14 @@ Round loop (asynchronous; no barrier between peers):
 1. train E local steps on consented data from the current model (worker thread);
 2. encode the delta; make the round durable (checkpoint "trained"); queue the
    contribution for the chain; provide the payload to peers;
-3. pull announced deltas from up to `fan_out` peers; each payload's hash must be
-   recorded on chain by the registered address behind the announcing peer ID before
-   it is fetched and decoded; the rest are dropped and counted;
+3. merge the deltas of up to `fan_out` peers (all of a chosen peer's deltas not merged
+   yet, so every update is merged once, sooner or later). They were pulled while we
+   trained, by the prefetcher: each payload's hash must be recorded on chain by the
+   registered address behind the announcing peer ID before it is fetched and decoded;
+   the rest are dropped and counted;
 4. merge with the configured rule; checkpoint ("merged").
 
-Beside the loop, in the same nursery: the recorder (records queued contributions,
+Beside the loop, in the same nursery: the prefetcher (above), the recorder (records queued contributions,
 oldest first, then announces them; while the chain is down they stay queued in the
 journal), the consent watcher (polls `ConsentWithdrawn`; a withdrawn subject leaves the
 training set before the next local step), the announcement listener, and optionally a
@@ -37,7 +39,7 @@ from contracts.ledger import AuditLedger
 from gossip import Announcement, GossipConfig, GossipNetwork
 from gossip.errors import FetchFailed, HashMismatch
 from gossip.identity import eth_address_from_peer_id, peer_id_from_secret, peer_id_to_bytes
-from node.checkpoint import CheckpointStore, JournalEntry, NodeState
+from node.checkpoint import KEEP_PAYLOADS, CheckpointStore, JournalEntry, NodeState
 from node.config import NodeConfig
 from node.errors import PeerError
 from node.learner import Contribution, Learner, LearnerSettings, PeerPayload
@@ -45,6 +47,12 @@ from node.metrics import PeerMetrics
 
 log = logging.getLogger("medgossip.peer")
 
+MAX_PULL_PER_PEER = 5
+"""at most this many of one peer's unmerged deltas per round (the newest)."""
+PEER_FORGET_AFTER = 120.0
+"""seconds after which a silent peer no longer counts in the network's weight."""
+MAX_TRIES = 3
+"""a delta that failed this many pulls (not recorded, unreachable, lying holder) is refused."""
 MEMBERSHIP_TTL = 10.0
 """seconds a positive on-chain membership answer is trusted (a revocation is felt after this)."""
 
@@ -123,10 +131,19 @@ class Peer:
         self.counters = Counters()
         self.metrics = PeerMetrics() if config.metrics_port else None
         self.withdrawn: set[bytes] = set()
-        self.announced: dict[str, Announcement] = {}
-        """latest announcement per peer ID."""
+        self.announced: dict[str, dict[str, Announcement]] = {}
+        """per peer ID, its announced deltas not merged yet (delta hash hex -> announcement)."""
+        self.failures: dict[str, int] = {}
+        self.peer_weight: dict[str, tuple[int, float]] = {}
+        """per peer ID, (sample count recorded on chain, monotonic time last heard)."""
         self.new_announcement = trio.Event()
+        self.prefetched = trio.Event()
+        self.pulls_done = trio.Event()
+        self.ready: dict[str, list[PeerPayload]] = {}
+        """verified payloads waiting for the next merge, per peer ID."""
+        self.ready_keys: set[str] = set()
         self.record_wakeup = trio.Event()
+        self.round_started = time.monotonic()
         self.net: GossipNetwork | None = None
         self.last_accuracy: tuple[float, float | None] = (0.0, None)
         self.finished = False
@@ -174,6 +191,7 @@ class Peer:
                 net.provide(bytes.fromhex(entry.delta_hash[2:]), payload)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._listen)
+            nursery.start_soon(self._prefetch_loop)
             nursery.start_soon(self._record_loop)
             nursery.start_soon(self._consent_loop)
             await self._rounds()
@@ -191,6 +209,7 @@ class Peer:
             await self._resume_trained(pending)
         while not self.config.rounds or self.state.round < self.config.rounds:
             round_ = self.state.round + 1
+            self.round_started = time.monotonic()
             contribution = await trio.to_thread.run_sync(
                 self.learner.train_round, round_, frozenset(self.withdrawn)
             )
@@ -238,13 +257,24 @@ class Peer:
         )
 
     async def _merge_round(self, round_: int, own_samples: int) -> None:
-        peers = await self._pull(round_)
-        outcome = await trio.to_thread.run_sync(self.learner.merge, own_samples, peers)
+        if not self.ready and self.config.pull_wait > 0:
+            with trio.move_on_after(self.config.pull_wait):
+                while not self.ready:
+                    self.prefetched = trio.Event()
+                    await self.prefetched.wait()
+        peers = self._take_ready()
+        outcome = await trio.to_thread.run_sync(
+            self.learner.merge, own_samples, peers, own_samples + self._peers_weight()
+        )
         for delta_hash, reason in outcome.rejected:
             self.counters.drop("undecodable")
+            self.state.refused[hexh(delta_hash)] = "undecodable"
             log.warning("rejected payload delta=%s reason=%s", short(delta_hash), reason)
         for delta_hash in outcome.merged:
             self.state.merged[hexh(delta_hash)] = round_
+        for pending in self.announced.values():
+            for key in [k for k in pending if k in self.state.merged or k in self.state.refused]:
+                del pending[key]
         self.counters.merged += len(outcome.merged)
         accuracy = await trio.to_thread.run_sync(self.learner.evaluate)
         self.last_accuracy = accuracy
@@ -269,73 +299,138 @@ class Peer:
         self.store.prune(keep_round=round_)
         self.write_status()
         log.info(
-            "round=%d merged=%d accuracy=%.4f%s", round_, len(merged), accuracy[0],
+            "round=%d merged=%d accuracy=%.4f%s seconds=%.2f", round_, len(merged), accuracy[0],
             "" if accuracy[1] is None else f" eval_accuracy={accuracy[1]:.4f}",
+            time.monotonic() - self.round_started,
         )
 
     # --- pulling peers' deltas ------------------------------------------------------
 
-    def _candidates(self) -> list[Announcement]:
-        return [
-            a for pid, a in self.announced.items()
-            if pid != self.peer_id
-            and hexh(a.delta_hash) not in self.state.merged
-            and hexh(a.delta_hash) not in self.state.refused
-        ]
+    def _peers_weight(self) -> int:
+        """Sum of the other peers' latest recorded sample counts (peers heard recently)."""
+        horizon = time.monotonic() - PEER_FORGET_AFTER
+        return sum(n for n, seen in self.peer_weight.values() if seen >= horizon)
 
-    async def _pull(self, round_: int) -> list[PeerPayload]:
-        k = self.config.fan_out
-        if k == 0:
+    def _take_ready(self) -> list[PeerPayload]:
+        """All verified payloads of up to `fan_out` peers (random), oldest first."""
+        if self.config.fan_out == 0:
             return []
-        if not self._candidates():
-            with trio.move_on_after(self.config.pull_wait):
-                while not self._candidates():
-                    self.new_announcement = trio.Event()
-                    await self.new_announcement.wait()
-        candidates = self._candidates()
-        random.shuffle(candidates)
-        chosen = candidates[:k]
-        results: list[PeerPayload] = []
-        async with trio.open_nursery() as nursery:
-            for ann in chosen:
-                nursery.start_soon(self._pull_one, ann, results)
-        return results
+        chosen = [pid for pid, ready in self.ready.items() if ready]
+        random.shuffle(chosen)
+        taken = [p for pid in chosen[: self.config.fan_out] for p in self.ready.pop(pid)]
+        for p in taken:
+            self.announced.get(p.source, {}).pop(hexh(p.delta_hash), None)
+            self.ready_keys.discard(hexh(p.delta_hash))
+        return taken
 
-    async def _pull_one(self, ann: Announcement, results: list[PeerPayload]) -> None:
+    async def _prefetch_loop(self) -> None:
+        """Verify and fetch announced deltas while the round loop trains.
+
+        Up to `fan_out` peers are pulled from at once, each peer's unmerged deltas one
+        after another; verified payloads wait in `self.ready` for the next merge.
+        """
+        busy: set[str] = set()
+
+        async def pull_peer(pid: str) -> None:
+            try:
+                while True:
+                    todo = [
+                        a for k, a in self.announced.get(pid, {}).items()
+                        if k not in self.ready_keys and k not in self.state.merged and k not in self.state.refused
+                    ]
+                    if not todo:
+                        return
+                    ann = max(todo, key=lambda a: a.round)
+                    payload = await self._pull_one(ann)
+                    if payload is None:
+                        if hexh(ann.delta_hash) in self.announced.get(pid, {}):
+                            return  # not given up on: retry on the next announcement
+                        continue
+                    self.ready.setdefault(pid, []).append(payload)
+                    self.ready_keys.add(hexh(ann.delta_hash))
+                    self.prefetched.set()
+            finally:
+                busy.discard(pid)
+                self.pulls_done.set()
+
+        async with trio.open_nursery() as nursery:
+            while True:
+                idle = [pid for pid, pending in self.announced.items() if pending and pid not in busy]
+                random.shuffle(idle)
+                for pid in idle[: max(0, self.config.fan_out - len(busy))]:
+                    busy.add(pid)
+                    nursery.start_soon(pull_peer, pid)
+                self.pulls_done = trio.Event()
+                with trio.move_on_after(self.config.chain_poll):
+                    await self._any_event(self.new_announcement, self.pulls_done)
+                self.new_announcement = trio.Event()
+
+    @staticmethod
+    async def _any_event(*events: trio.Event) -> None:
+        async with trio.open_nursery() as nursery:
+            for event in events:
+                async def wait(e: trio.Event = event) -> None:
+                    await e.wait()
+                    nursery.cancel_scope.cancel()
+                nursery.start_soon(wait)
+
+    async def _pull_one(self, ann: Announcement) -> PeerPayload | None:
+        """Verify on chain, then fetch; None (counted, logged) when that fails."""
         key = hexh(ann.delta_hash)
         try:
             samples, reason = await trio.to_thread.run_sync(self.chain.verify, ann.delta_hash, ann.peer_id)
         except ChainUnavailable:
             self.counters.drop("unverifiable-chain-down")
-            return
+            return None
         except LedgerError as exc:
             self.counters.drop("unverifiable")
             log.warning("cannot verify delta=%s: %s", short(key), exc)
-            return
+            return None
         if samples is None:
             self.counters.drop(reason)
             log.warning("dropped delta=%s from peer=%s: %s", short(key), ann.peer_id, reason)
-            if reason != "not-recorded":
-                self.state.refused[key] = reason  # never try this one again
-            return
-        holders = [ann.peer_id] + [p for p in self.net.connected_peers() if p != ann.peer_id]
+            self._failed(ann, reason, final=reason != "not-recorded")
+            return None
+        self.peer_weight[ann.peer_id] = (samples, time.monotonic())
+        # The author first; then a few others, which hold it if they already fetched it.
+        others = [p for p in self.net.connected_peers() if p != ann.peer_id]
+        random.shuffle(others)
+        holders = [ann.peer_id, *others]
         try:
-            payload = await self.net.fetch(ann.delta_hash, from_peers=holders[: 1 + self.config.fan_out])
+            payload = await self.net.fetch(
+                ann.delta_hash, from_peers=holders[: 1 + self.config.fan_out], ordered=True
+            )
         except FetchFailed as exc:
             lied = any(isinstance(r, HashMismatch) for r in exc.reasons.values())
             self.counters.drop("payload-hash-mismatch" if lied else "fetch-failed")
             log.warning("fetch failed delta=%s: %s", short(key), exc)
-            return
-        results.append(PeerPayload(ann.peer_id, ann.delta_hash, payload, samples))
+            self._failed(ann, "payload-hash-mismatch" if lied else "fetch-failed", final=False)
+            return None
+        return PeerPayload(ann.peer_id, ann.delta_hash, payload, samples)
+
+    def _failed(self, ann: Announcement, reason: str, final: bool) -> None:
+        """Count a failed pull; give up on the delta at once if `final`, else after a few tries."""
+        key = hexh(ann.delta_hash)
+        self.failures[key] = self.failures.get(key, 0) + 1
+        if final or self.failures[key] >= MAX_TRIES:
+            self.state.refused[key] = reason  # never try this one again
+            self.announced.get(ann.peer_id, {}).pop(key, None)
+            self.failures.pop(key, None)
 
     async def _listen(self) -> None:
         async for ann in self.net.announcements():
-            if ann.peer_id == self.peer_id:
+            key = hexh(ann.delta_hash)
+            if ann.peer_id == self.peer_id or key in self.state.merged or key in self.state.refused:
                 continue
-            previous = self.announced.get(ann.peer_id)
-            if previous is None or ann.round >= previous.round:
-                self.announced[ann.peer_id] = ann
-                self.new_announcement.set()
+            pending = self.announced.setdefault(ann.peer_id, {})
+            pending[key] = ann
+            # An author serves its last KEEP_PAYLOADS deltas: older ones can no longer be had.
+            for stale in sorted(pending.values(), key=lambda a: a.round)[:-KEEP_PAYLOADS]:
+                del pending[hexh(stale.delta_hash)]
+                self.counters.drop("expired")
+            if ann.peer_id in self.peer_weight:
+                self.peer_weight[ann.peer_id] = (self.peer_weight[ann.peer_id][0], time.monotonic())
+            self.new_announcement.set()
 
     # --- the chain: records and consent ---------------------------------------------
 

@@ -42,7 +42,7 @@ def demo(
 
     template = NodeConfig(
         rounds=rounds, local_steps=local_steps, fan_out=fan_out, merge=merge, codec=codec,
-        linger=-1, pull_wait=2.0,
+        linger=-1,
     )
     started = time.monotonic()
     net: LocalNet | None = None
