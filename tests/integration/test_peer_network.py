@@ -16,8 +16,7 @@ order and each drives one episode of the same run, then the last one checks the 
    nothing is merged unverified; on SIGCONT everything queued is recorded;
 5. at the end: every merged delta recorded on chain by the peer that announced it,
    every round's data root = merkle_root(its audited subjects), journals == chain;
-6. convergence well above isolated training on the same data and steps (xfail for now:
-   see its mark).
+6. convergence well above isolated training on the same data and steps.
 """
 
 from __future__ import annotations
