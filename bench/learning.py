@@ -127,23 +127,23 @@ def simulate(args: argparse.Namespace, workdir: Path) -> dict:
     }
 
 
-def real_overhead(args: argparse.Namespace, workdir: Path) -> dict:
+def real_overhead(args: argparse.Namespace, workdir: Path, local_steps: int) -> dict:
     """Run a real localnet; per peer, wall time between its first and last round vs training."""
     from node.cli.localnet import create
     from node.config import NodeConfig
 
     template = NodeConfig(
-        rounds=args.real_rounds, local_steps=args.local_steps, fan_out=min(args.fan_out, args.real_peers - 1),
+        rounds=args.real_rounds, local_steps=local_steps, fan_out=args.real_peers - 1,
         lr=args.lr, batch_size=args.batch_size, codec=args.codec, merge=args.merge, linger=-1,
     )
-    net = create(workdir / "localnet", args.real_peers, template=template, alpha=args.alpha,
+    net = create(workdir / f"localnet-{local_steps}", args.real_peers, template=template, alpha=args.alpha,
                  seed=args.seed, step=lambda m: print("  " + m, flush=True))
     try:
         net.start_all()
         net.wait(lambda: all((p.status() or {}).get("finished") for p in net.peers), timeout=1800)
         per_peer = {}
         for peer in net.peers:
-            history = peer.store.load_state().history
+            history = [h for h in peer.store.load_state().history if not h.get("late_merge")]
             first, last = history[0], history[-1]
             wall = last["time"] - first["time"]
             train = last["train_seconds"] - first["train_seconds"]
@@ -160,6 +160,7 @@ def real_overhead(args: argparse.Namespace, workdir: Path) -> dict:
     return {
         "peers": args.real_peers,
         "rounds": args.real_rounds,
+        "local_steps": local_steps,
         "per_peer": per_peer,
         "mean_fraction_outside_training": sum(fractions) / len(fractions),
     }
@@ -179,6 +180,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--real-peers", type=int, default=4)
     parser.add_argument("--real-rounds", type=int, default=20)
+    parser.add_argument("--real-local-steps", type=int, nargs="+", default=[10, 50],
+                        help="local steps per round of the real runs (one run each)")
     parser.add_argument("--skip-real", action="store_true", help="only the in-process part")
     args = parser.parse_args()
 
@@ -186,10 +189,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="medgossip-bench-") as tmp:
         print(f"part 1: {args.peers} peers in-process, {args.rounds} rounds of {args.local_steps} local steps", flush=True)
         sim = simulate(args, Path(tmp))
-        real = None
+        real = []
         if not args.skip_real:
-            print(f"part 2: {args.real_peers} real peer processes, {args.real_rounds} rounds", flush=True)
-            real = real_overhead(args, Path(tmp))
+            for steps in args.real_local_steps:
+                print(f"part 2: {args.real_peers} real peer processes, {args.real_rounds} rounds of {steps} local steps", flush=True)
+                real.append(real_overhead(args, Path(tmp), steps))
     result = {
         "simulation": sim,
         "real_processes": real,
@@ -210,10 +214,11 @@ def main() -> None:
     print(f"final gossip/centralised ratio: {f['gossip_over_centralised']:.4f} (goal >= 0.98)")
     print(f"bytes sent per peer per round: {sim['bytes_sent_per_peer_per_round']:,.0f}")
     print(f"in-process fraction of round time outside training: {sim['in_process_fraction_outside_training']:.3f}")
-    if real is not None:
-        for name, p in real["per_peer"].items():
+    for run in real:
+        print(f"real processes, {run['local_steps']} local steps per round:")
+        for name, p in run["per_peer"].items():
             print(f"  {name}: {p['seconds_per_round']:.2f} s/round, outside training {p['fraction_outside_training']:.3f}")
-        print(f"real processes: mean fraction outside training {real['mean_fraction_outside_training']:.3f} (goal <= 0.10)")
+        print(f"  mean fraction outside training {run['mean_fraction_outside_training']:.3f} (goal <= 0.10)")
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 

@@ -49,7 +49,7 @@ class NodeConfig:
     batch_size: int = _f(32, 'local batch size')
     lr: float = _f(0.05, 'local SGD learning rate')
     rounds: int = _f(0, 'stop after this many rounds (0: run until stopped)')
-    fan_out: int = _f(8, "peers' deltas pulled and merged per round (k)")
+    fan_out: int = _f(8, "peers pulled from at once and merged per round (k); each peer's deltas are all merged once, sooner or later")
     pull_wait: float = _f(0.0, "seconds to wait for a peer delta when none is ready at merge time (0: merge alone, no barrier)")
     merge: str = _f("mean", 'merge rule: mean (weighted by sample count), median, trimmed-mean, krum')
     codec: str = _f("fp32", 'delta codec: fp32, fp16, int8, topk')

@@ -38,7 +38,7 @@ from contracts.errors import ChainUnavailable, DuplicateContribution, LedgerErro
 from contracts.ledger import AuditLedger
 from gossip import Announcement, GossipConfig, GossipNetwork
 from gossip.errors import FetchFailed, HashMismatch
-from gossip.identity import eth_address_from_peer_id, peer_id_from_secret, peer_id_to_bytes
+from gossip.identity import eth_address_from_peer_id, peer_id_from_bytes, peer_id_from_secret, peer_id_to_bytes
 from node.checkpoint import KEEP_PAYLOADS, CheckpointStore, JournalEntry, NodeState
 from node.config import NodeConfig
 from node.errors import PeerError
@@ -185,10 +185,17 @@ class Peer:
 
     async def run(self, net: GossipNetwork) -> None:
         self.net = net
-        for entry in self.state.journal[-5:]:
-            payload = self.store.load_payload(entry.delta_hash)
+        for key in self.store.stored_payloads():
+            payload = self.store.load_payload(key)
             if payload is not None:
-                net.provide(bytes.fromhex(entry.delta_hash[2:]), payload)
+                net.provide(bytes.fromhex(key[2:]), payload)
+        try:
+            missed = await trio.to_thread.run_sync(self._backfill)
+        except LedgerError as exc:
+            missed = []
+            log.warning("could not look for missed deltas on chain: %s", exc)
+        for ann in missed:
+            self.announced.setdefault(ann.peer_id, {})[hexh(ann.delta_hash)] = ann
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._listen)
             nursery.start_soon(self._prefetch_loop)
@@ -200,7 +207,8 @@ class Peer:
             self.write_status()
             if self.config.linger:
                 log.info("rounds done; serving payloads%s", "" if self.config.linger < 0 else f" for {self.config.linger}s")
-                await trio.sleep(float("inf") if self.config.linger < 0 else self.config.linger)
+                with trio.move_on_after(float("inf") if self.config.linger < 0 else self.config.linger):
+                    await self._merge_late()
             nursery.cancel_scope.cancel()
 
     async def _rounds(self) -> None:
@@ -262,9 +270,30 @@ class Peer:
                 while not self.ready:
                     self.prefetched = trio.Event()
                     await self.prefetched.wait()
-        peers = self._take_ready()
+        await self._merge(round_, own_samples, own_samples, self._take_ready())
+
+    async def _merge_late(self) -> None:
+        """After the last round, while lingering: merge peers' deltas as they arrive.
+
+        No training: our update is zero, so the model just takes the peers' updates it
+        had not merged yet (their last rounds), as every other peer eventually does.
+        """
+        while True:
+            self.prefetched = trio.Event()
+            if not self.ready:
+                await self.prefetched.wait()
+            peers = self._take_ready()
+            if peers:
+                self.round_started = time.monotonic()
+                self.learner.base_state = self.learner.state()
+                own = self.state.journal[-1].sample_count if self.state.journal else 0
+                await self._merge(self.state.round, 0, own, peers, late=True)
+
+    async def _merge(
+        self, round_: int, own_samples: int, own_weight: int, peers: list[PeerPayload], late: bool = False
+    ) -> None:
         outcome = await trio.to_thread.run_sync(
-            self.learner.merge, own_samples, peers, own_samples + self._peers_weight()
+            self.learner.merge, own_samples, peers, own_weight + self._peers_weight()
         )
         for delta_hash, reason in outcome.rejected:
             self.counters.drop("undecodable")
@@ -278,9 +307,11 @@ class Peer:
         self.counters.merged += len(outcome.merged)
         accuracy = await trio.to_thread.run_sync(self.learner.evaluate)
         self.last_accuracy = accuracy
-        await trio.to_thread.run_sync(self._commit_merged, round_, outcome.merged, accuracy)
+        await trio.to_thread.run_sync(self._commit_merged, round_, outcome.merged, accuracy, late)
 
-    def _commit_merged(self, round_: int, merged: tuple[bytes, ...], accuracy: tuple[float, float | None]) -> None:
+    def _commit_merged(
+        self, round_: int, merged: tuple[bytes, ...], accuracy: tuple[float, float | None], late: bool = False
+    ) -> None:
         self.store.save_tensors("round", round_, self.learner.state(), self.learner.encoder.get_residual())
         self.state.round = round_
         stats = self.net.stats if self.net is not None else None
@@ -293,13 +324,15 @@ class Peer:
                 "bytes_sent": getattr(stats, "bytes_sent", 0),
                 "train_seconds": round(self.counters.train_seconds, 4),
                 "time": time.time(),
+                **({"late_merge": True} if late else {}),
             }
         )
         self.store.save_state(self.state)
         self.store.prune(keep_round=round_)
         self.write_status()
         log.info(
-            "round=%d merged=%d accuracy=%.4f%s seconds=%.2f", round_, len(merged), accuracy[0],
+            "%s=%d merged=%d accuracy=%.4f%s seconds=%.2f", "late-merge round" if late else "round",
+            round_, len(merged), accuracy[0],
             "" if accuracy[1] is None else f" eval_accuracy={accuracy[1]:.4f}",
             time.monotonic() - self.round_started,
         )
@@ -408,6 +441,35 @@ class Peer:
             return None
         return PeerPayload(ann.peer_id, ann.delta_hash, payload, samples)
 
+    def _backfill(self) -> list[Announcement]:
+        """Others' deltas recorded on chain that we never merged (blocking).
+
+        Gossip does not replay announcements to a peer that was down; the chain has them
+        all. Only each author's last KEEP_PAYLOADS can still be fetched.
+        """
+        ledger = self.chain.ledger
+        recent = [e.block for e in self.state.journal[-KEEP_PAYLOADS:] if e.block]
+        events = ledger.contributions(from_block=min(recent) if recent else 0)
+        by_author: dict[str, list[Any]] = {}
+        for event in events:
+            key = hexh(event.delta_hash)
+            if event.node != self.address and key not in self.state.merged and key not in self.state.refused:
+                by_author.setdefault(event.node, []).append(event)
+        missed = []
+        for author, found in by_author.items():
+            info = ledger.node_info(author)
+            if info is None or not info.active:
+                continue
+            peer_id = peer_id_from_bytes(info.peer_id)
+            found.sort(key=lambda e: e.round)
+            for event in found[:-KEEP_PAYLOADS]:
+                self.state.refused[hexh(event.delta_hash)] = "expired"  # its author no longer serves it
+            for event in found[-KEEP_PAYLOADS:]:
+                missed.append(Announcement(peer_id, event.round, event.delta_hash, 0, "unknown", {}))
+        if missed:
+            log.info("found %d recorded delta(s) not merged yet on chain", len(missed))
+        return missed
+
     def _failed(self, ann: Announcement, reason: str, final: bool) -> None:
         """Count a failed pull; give up on the delta at once if `final`, else after a few tries."""
         key = hexh(ann.delta_hash)
@@ -427,6 +489,7 @@ class Peer:
             # An author serves its last KEEP_PAYLOADS deltas: older ones can no longer be had.
             for stale in sorted(pending.values(), key=lambda a: a.round)[:-KEEP_PAYLOADS]:
                 del pending[hexh(stale.delta_hash)]
+                self.state.refused[hexh(stale.delta_hash)] = "expired"
                 self.counters.drop("expired")
             if ann.peer_id in self.peer_weight:
                 self.peer_weight[ann.peer_id] = (self.peer_weight[ann.peer_id][0], time.monotonic())

@@ -107,6 +107,10 @@ def _run_rounds(net: Any, rounds: int, timeout: float) -> dict[str, Any]:
                         live.console.log(f"{peer.name} applied the withdrawal at round {status.get('round')}")
             live.update(_table(net, withdrawal))
             if all(s.get("finished") for s in statuses):
+                # Finished peers keep merging the others' last deltas: wait for that.
+                live.console.log("all rounds done; peers merge each other's last deltas")
+                net.wait(net.everyone_merged_everything, timeout=60)
+                live.update(_table(net, withdrawal))
                 return withdrawal
             if time.monotonic() > deadline:
                 raise RuntimeError("the demo timed out; peer logs are in the workdir")
@@ -154,7 +158,7 @@ def _results(net: Any, template: Any, rounds: int, withdrawal: dict[str, Any]) -
         state = peer.store.load_state()
         status = peer.status() or {}
         per_peer[peer.name] = {
-            "curve": [h["eval_accuracy"] for h in state.history],
+            "curve": [h["eval_accuracy"] for h in state.history if not h.get("late_merge")],
             "final_accuracy": state.history[-1]["eval_accuracy"] if state.history else None,
             "bytes_sent": status.get("bytes_sent", 0),
             "contributions": len(state.journal),
@@ -179,7 +183,7 @@ def _results(net: Any, template: Any, rounds: int, withdrawal: dict[str, Any]) -
         "centralised_curve": central,
         "isolated_mean_curve": isolated_mean,
         "isolated_final": [c[-1] for c in isolated],
-        "gossip_final_mean": gossip_curve[-1] if gossip_curve else None,
+        "gossip_final_mean": sum(p["final_accuracy"] for p in per_peer.values()) / len(per_peer),
         "centralised_final": central[-1],
         "isolated_final_mean": isolated_mean[-1],
         "withdrawal": withdrawal,

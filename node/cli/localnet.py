@@ -119,6 +119,24 @@ class LocalNet:
             self.stop_peer(peer)
         stop_devnet(self.workdir / "devnet")
 
+    def unmerged(self) -> dict[str, list[tuple[str, int]]]:
+        """Per peer, the (author, round) of other peers' contributions it has neither
+        merged nor refused yet."""
+        states = {p.name: p.store.load_state() for p in self.peers}
+        missing: dict[str, list[tuple[str, int]]] = {}
+        for peer in self.peers:
+            seen = set(states[peer.name].merged) | set(states[peer.name].refused)
+            for other in self.peers:
+                if other is not peer:
+                    missing.setdefault(peer.name, []).extend(
+                        (other.name, e.round) for e in states[other.name].journal if e.delta_hash not in seen
+                    )
+        return {name: m for name, m in missing.items() if m}
+
+    def everyone_merged_everything(self) -> bool:
+        """Has every peer merged (or refused) every other peer's contributions?"""
+        return not self.unmerged()
+
     def wait(self, predicate: Callable[[], bool], timeout: float, poll: float = 0.5) -> bool:
         """Poll `predicate` until it holds or `timeout` passes; a dead peer is an error."""
         deadline = time.monotonic() + timeout

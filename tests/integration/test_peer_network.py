@@ -283,7 +283,7 @@ def test_kill9_peer_resumes_from_checkpoint_and_rejoins(run: Any) -> None:
     after = state(victim)
     journal_rounds = [e.round for e in after.journal]
     assert journal_rounds == list(range(1, len(journal_rounds) + 1)), f"journal rounds not contiguous: {journal_rounds}"
-    history_rounds = [h["round"] for h in after.history]
+    history_rounds = [h["round"] for h in after.history if not h.get("late_merge")]
     assert history_rounds == list(range(1, len(history_rounds) + 1)), f"rounds not contiguous: {history_rounds}"
     # what was journaled before the kill is still there, unchanged (nothing re-trained, nothing lost)
     before = {e.round: e.delta_hash for e in at_kill.journal}
@@ -292,12 +292,22 @@ def test_kill9_peer_resumes_from_checkpoint_and_rejoins(run: Any) -> None:
 
 
 def assert_journal_equals_chain(net: LocalNet, peer: PeerHandle) -> None:
-    """Every journal entry recorded, and on chain exactly once, by this peer, same round."""
-    journal = state(peer).journal
-    assert all(e.status == "recorded" for e in journal), (
-        f"{peer.name} has unrecorded entries: {[e.round for e in journal if e.status != 'recorded']}"
-    )
-    on_chain = net.ledger().contributions(node=address_of(peer))
+    """Every journal entry recorded, and on chain exactly once, by this peer, same round.
+
+    The peer may still be running: wait for a journal snapshot with nothing queued (the
+    recorder needs about a second per entry), then compare the chain up to that
+    snapshot's last round; later rounds belong to a later snapshot.
+    """
+    snapshot: dict[str, list[Any]] = {}
+
+    def all_recorded() -> bool:
+        snapshot["journal"] = state(peer).journal
+        return all(e.status == "recorded" for e in snapshot["journal"])
+
+    wait_until(net, all_recorded, 60, f"{peer.name}'s journal to be recorded")
+    journal = snapshot["journal"]
+    last = max(e.round for e in journal)
+    on_chain = [c for c in net.ledger().contributions(node=address_of(peer)) if c.round <= last]
     chain_hashes = [hexh(c.delta_hash) for c in on_chain]
     assert len(chain_hashes) == len(set(chain_hashes)), f"{peer.name}: a contribution recorded twice"
     assert sorted(chain_hashes) == sorted(e.delta_hash for e in journal), (
@@ -317,17 +327,17 @@ def test_chain_outage_queues_contributions_and_records_them_later(run: Any) -> N
     pid = net.devnet.anvil_pid
     assert pid, "devnet has no anvil pid"
     at_stop = {p.name: status(p).get("round", 0) for p in net.peers}
-    assert max(at_stop.values()) < ROUNDS - 3, f"the run is too far along to test an outage: {at_stop}"
+    assert max(at_stop.values()) < ROUNDS - 4, f"the run is too far along to test an outage: {at_stop}"
     os.kill(pid, signal.SIGSTOP)
     timeline.chain_stopped = time.time()
     try:
         wait_until(
             net,
             lambda: all(
-                status(p).get("round", 0) >= at_stop[p.name] + 2 and status(p).get("queued_records", 0) >= 1
+                status(p).get("round", 0) >= at_stop[p.name] + 3 and status(p).get("queued_records", 0) >= 1
                 for p in net.peers
             ),
-            90, "every peer to train 2 rounds with contributions queued while the chain is stopped",
+            90, "every peer to train 3 rounds with contributions queued while the chain is stopped",
         )
         queued = {p.name: status(p)["queued_records"] for p in net.peers}
     finally:
@@ -338,14 +348,17 @@ def test_chain_outage_queues_contributions_and_records_them_later(run: Any) -> N
 
     for peer in net.peers:
         history = state(peer).history
-        # a round whose pull began after the stop (the previous round ended after it) and
-        # ended before the chain came back could verify nothing, so must merge nothing
+        # a round that began after the stop (the previous round ended after it) and ended
+        # before the chain came back: "blind"
         blind = [
             cur for prev, cur in zip(history, history[1:])
             if prev["time"] > timeline.chain_stopped and cur["time"] < timeline.chain_resumed
         ]
-        assert blind, f"{peer.name}: no round ran entirely during the outage"
-        merged_blind = [h["round"] for h in blind if h["merged"]]
+        assert len(blind) >= 2, f"{peer.name}: fewer than 2 rounds ran entirely during the outage"
+        # The prefetcher verifies while the round trains: the first blind round may merge a
+        # payload verified before the stop (at most one round's worth waits in the buffer);
+        # from the second on, nothing can have been verified.
+        merged_blind = [h["round"] for h in blind[1:] if h["merged"]]
         assert not merged_blind, (
             f"{peer.name} merged in rounds {merged_blind} while the chain was stopped\n{logs([peer])}"
         )
@@ -368,7 +381,7 @@ def test_the_chain_audits_every_merge_and_every_round(run: Any) -> None:
 
     for peer in net.peers:
         st = state(peer)
-        assert [h["round"] for h in st.history] == list(range(1, ROUNDS + 1))
+        assert [h["round"] for h in st.history if not h.get("late_merge")] == list(range(1, ROUNDS + 1))
         assert_journal_equals_chain(net, peer)
         # every merged delta: recorded on chain by the peer that announced (and journaled) it
         assert st.merged, f"{peer.name} never merged anything\n{logs([peer])}"
@@ -401,6 +414,10 @@ def test_network_converges_well_above_isolated_training(run: Any) -> None:
     wait_until(net, lambda: all(status(p).get("finished") for p in net.peers), 240, f"every peer to finish {ROUNDS} rounds")
     # convergence: mean accuracy on the common test set vs isolated training, same data,
     # same local steps and rounds, same model and trainer (node.baselines)
+    # Finished peers keep merging the others' last deltas (linger): once every peer has
+    # merged every other's contributions, the models agree up to merge order.
+    net.wait(net.everyone_merged_everything, 60)
+    assert net.everyone_merged_everything(), f"not merged yet (peer: [(author, round)]): {net.unmerged()}"
     gossip_final = [state(p).history[-1]["eval_accuracy"] for p in net.peers]
     sets = [load_image_set(p.config.data_dir, size=TEMPLATE.image_size) for p in net.peers]
     test = load_image_set(net.test_data, size=TEMPLATE.image_size)
