@@ -66,13 +66,15 @@ def simulate(args: argparse.Namespace, workdir: Path) -> dict:
     history: list[list] = [[] for _ in learners]  # each peer's contributions, oldest first
     merged: list[set[bytes]] = [set() for _ in learners]
     gossip_curve, bytes_per_round, shares = [], [], []
+    recorded: list[int] = []
     train_s = other_s = 0.0
     for round_ in range(1, args.rounds + 1):
         t0 = time.perf_counter()
         contributions = [learner.train_round(round_, frozenset()) for learner in learners]
         for i, c in enumerate(contributions):
             history[i] = [*history[i], c][-KEEP_PAYLOADS:]  # what an author still serves
-        network_weight = sum(c.sample_count for c in contributions)
+        recorded += [c.sample_count for c in contributions]
+        network_weight = n * sum(recorded) / len(recorded)  # as the peer: N x mean recorded sample count
         sent = [0] * n
         for i, learner in enumerate(learners):
             # As the peer does: pick up to fan_out peers with unmerged deltas, take all of them.

@@ -9,9 +9,10 @@ thread.
 
 A delta is "new state minus the state the round started from". Peers' updates are
 applied to our own round-start state (asynchronous SGD across peers), weighted by the
-sample count their authors recorded on chain and scaled by the share of the network
-they stand for (see `Learner.merge`): every update counts once, whichever round a peer
-happens to merge it in, so peers that merge every update agree on the model.
+sample count their authors recorded on chain over a normaliser that every peer computes
+the same way (see `Learner.merge`): every update counts once, with the same weight,
+whichever round a peer happens to merge it in, so peers that merge every update agree
+on the model.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class MergeOutcome:
     rejected: tuple[tuple[bytes, str], ...]
     """(delta hash, reason) of payloads that did not decode against our model."""
     share: float = 1.0
-    """the share of the network's weight the merged updates carried (the step's scale)."""
+    """the merged updates' weight over the network's weight: the aggregate's scale."""
 
 
 class Learner:
@@ -172,14 +173,14 @@ class Learner:
     ) -> MergeOutcome:
         """Merge our own update with the peers' into the next model.
 
-        The merge rule aggregates the updates at hand; the step taken is that aggregate
-        scaled by the share of the network they represent, `sum(weights) /
-        network_weight` (capped at 1), where `network_weight` is the sum of every peer's
-        latest sample count. With the mean rule this makes each update's contribution
-        `n_j / N_total * u_j` whichever round it happens to be merged in: a peer that
-        merges every update once ends at the same model as every other such peer
-        (addition commutes), exactly as if a server had averaged each round. None means
-        "these updates are the whole network".
+        The merge rule aggregates the updates at hand (the mean weighted by sample
+        count); the step taken is that aggregate times `sum(weights) / network_weight`.
+        With the mean rule each update `u_j` then adds exactly `n_j / network_weight *
+        u_j`, whichever round it is merged in and whatever else is merged with it. The
+        peer passes `network_weight = N * mean sample count`, both read from the chain,
+        so (nearly) the same number on every peer: peers that merge every update once
+        end at (nearly) the same model (addition commutes), without a barrier.
+        None means "these updates are the whole network" (scale 1).
 
         A payload that does not decode against our model is rejected and reported, never
         raised: one bad peer must not stop the round.
@@ -202,7 +203,7 @@ class Learner:
             updates.append(Update(decoded.tensors, float(max(peer.sample_count, 1)), peer.source))
             merged.append(peer.delta_hash)
         present = sum(u.weight for u in updates)
-        share = 1.0 if not network_weight else min(1.0, present / network_weight)
+        share = 1.0 if not network_weight else present / network_weight
         self.load_state(apply_delta(self.base_state, self.strategy.merge(updates), scale=share))
         return MergeOutcome(tuple(merged), tuple(rejected), share)
 

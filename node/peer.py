@@ -49,8 +49,6 @@ log = logging.getLogger("medgossip.peer")
 
 MAX_PULL_PER_PEER = 5
 """at most this many of one peer's unmerged deltas per round (the newest)."""
-PEER_FORGET_AFTER = 120.0
-"""seconds after which a silent peer no longer counts in the network's weight."""
 MAX_TRIES = 3
 """a delta that failed this many pulls (not recorded, unreachable, lying holder) is refused."""
 MEMBERSHIP_TTL = 10.0
@@ -88,6 +86,11 @@ class ChainView:
     def __init__(self, ledger: AuditLedger) -> None:
         self.ledger = ledger
         self._members: dict[str, float] = {}
+        self._active = 1
+        self._samples_sum = 0
+        self._samples_n = 0
+        self._next_block = 0
+        self._fresh_until = 0.0
 
     def is_member(self, peer_id: str) -> bool:
         """Is this peer ID registered and active, with this exact peer ID, on chain?"""
@@ -103,6 +106,33 @@ class ChainView:
         if ok:
             self._members[peer_id] = now + MEMBERSHIP_TTL
         return ok
+
+    def active_nodes(self) -> int:
+        """How many nodes are registered and active (cached; at least 1)."""
+        self._refresh()
+        return self._active
+
+    def mean_sample_count(self, default: float) -> float:
+        """Mean sample count of all contributions recorded so far (`default` before any)."""
+        self._refresh()
+        return self._samples_sum / self._samples_n if self._samples_n else default
+
+    def _refresh(self) -> None:
+        """Registry and contribution statistics, re-read at most every MEMBERSHIP_TTL s;
+        contributions incrementally, from the last block read."""
+        now = time.monotonic()
+        if now < self._fresh_until:
+            return
+        try:
+            self._active = max(1, sum(1 for n in self.ledger.registered_nodes() if n.active))
+            head = self.ledger.block_number()
+            for event in self.ledger.contributions(from_block=self._next_block, to_block=head):
+                self._samples_sum += event.sample_count
+                self._samples_n += 1
+            self._next_block = head + 1
+            self._fresh_until = now + MEMBERSHIP_TTL
+        except LedgerError:
+            pass  # keep what is known while the chain is away
 
     def verify(self, delta_hash: bytes, peer_id: str) -> tuple[int | None, str]:
         """(sample count, "") if `delta_hash` is recorded by the node behind `peer_id`."""
@@ -134,8 +164,6 @@ class Peer:
         self.announced: dict[str, dict[str, Announcement]] = {}
         """per peer ID, its announced deltas not merged yet (delta hash hex -> announcement)."""
         self.failures: dict[str, int] = {}
-        self.peer_weight: dict[str, tuple[int, float]] = {}
-        """per peer ID, (sample count recorded on chain, monotonic time last heard)."""
         self.new_announcement = trio.Event()
         self.prefetched = trio.Event()
         self.pulls_done = trio.Event()
@@ -160,6 +188,7 @@ class Peer:
             )
         if info.peer_id != peer_id_to_bytes(self.peer_id):
             raise PeerError("the peer ID registered on chain for this address is not this key's")
+        self.chain.active_nodes()
         genesis = self.chain.ledger.genesis_model()
         if genesis is None:
             raise PeerError("no genesis model on chain: the admin runs `medgossip admin set-genesis`")
@@ -270,7 +299,7 @@ class Peer:
                 while not self.ready:
                     self.prefetched = trio.Event()
                     await self.prefetched.wait()
-        await self._merge(round_, own_samples, own_samples, self._take_ready())
+        await self._merge(round_, own_samples, self._take_ready())
 
     async def _merge_late(self) -> None:
         """After the last round, while lingering: merge peers' deltas as they arrive.
@@ -286,14 +315,11 @@ class Peer:
             if peers:
                 self.round_started = time.monotonic()
                 self.learner.base_state = self.learner.state()
-                own = self.state.journal[-1].sample_count if self.state.journal else 0
-                await self._merge(self.state.round, 0, own, peers, late=True)
+                await self._merge(self.state.round, 0, peers, late=True)
 
-    async def _merge(
-        self, round_: int, own_samples: int, own_weight: int, peers: list[PeerPayload], late: bool = False
-    ) -> None:
+    async def _merge(self, round_: int, own_samples: int, peers: list[PeerPayload], late: bool = False) -> None:
         outcome = await trio.to_thread.run_sync(
-            self.learner.merge, own_samples, peers, own_weight + self._peers_weight()
+            lambda: self.learner.merge(own_samples, peers, self._network_weight())
         )
         for delta_hash, reason in outcome.rejected:
             self.counters.drop("undecodable")
@@ -339,10 +365,14 @@ class Peer:
 
     # --- pulling peers' deltas ------------------------------------------------------
 
-    def _peers_weight(self) -> int:
-        """Sum of the other peers' latest recorded sample counts (peers heard recently)."""
-        horizon = time.monotonic() - PEER_FORGET_AFTER
-        return sum(n for n, seen in self.peer_weight.values() if seen >= horizon)
+    def _network_weight(self) -> float:
+        """The merge normaliser: active nodes x the mean sample count recorded on chain.
+
+        Both come from the chain, so every peer computes (nearly) the same number: the
+        mean moves slowly as contributions accumulate, and is the same for all readers
+        of the same blocks. Blocking: call from a worker thread.
+        """
+        return self.chain.active_nodes() * self.chain.mean_sample_count(self.config.local_steps * self.config.batch_size)
 
     def _take_ready(self) -> list[PeerPayload]:
         """All verified payloads of up to `fan_out` peers (random), oldest first."""
@@ -424,7 +454,6 @@ class Peer:
             log.warning("dropped delta=%s from peer=%s: %s", short(key), ann.peer_id, reason)
             self._failed(ann, reason, final=reason != "not-recorded")
             return None
-        self.peer_weight[ann.peer_id] = (samples, time.monotonic())
         # The author first; then a few others, which hold it if they already fetched it.
         others = [p for p in self.net.connected_peers() if p != ann.peer_id]
         random.shuffle(others)
@@ -491,8 +520,6 @@ class Peer:
                 del pending[hexh(stale.delta_hash)]
                 self.state.refused[hexh(stale.delta_hash)] = "expired"
                 self.counters.drop("expired")
-            if ann.peer_id in self.peer_weight:
-                self.peer_weight[ann.peer_id] = (self.peer_weight[ann.peer_id][0], time.monotonic())
             self.new_announcement.set()
 
     # --- the chain: records and consent ---------------------------------------------
