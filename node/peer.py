@@ -36,7 +36,7 @@ import trio
 
 from contracts.errors import ChainUnavailable, DuplicateContribution, LedgerError
 from contracts.ledger import AuditLedger
-from gossip import Announcement, GossipConfig, GossipNetwork
+from gossip import Announcement, GossipConfig, GossipNetwork, GossipStats
 from gossip.errors import FetchFailed, HashMismatch
 from gossip.identity import eth_address_from_peer_id, peer_id_from_bytes, peer_id_from_secret, peer_id_to_bytes
 from node.checkpoint import KEEP_PAYLOADS, CheckpointStore, JournalEntry, NodeState
@@ -173,6 +173,7 @@ class Peer:
         self.record_wakeup = trio.Event()
         self.round_started = time.monotonic()
         self.net: GossipNetwork | None = None
+        self.last_stats: GossipStats | None = None
         self.last_accuracy: tuple[float, float | None] = (0.0, None)
         self.finished = False
 
@@ -604,7 +605,9 @@ class Peer:
     # --- status -----------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        stats = self.net.stats if self.net is not None else None
+        if self.net is not None:
+            self.last_stats = self.net.stats  # kept: a stopped peer still reports what it sent
+        stats = self.last_stats
         last = self.state.journal[-1] if self.state.journal else None
         return {
             "peer_id": self.peer_id,

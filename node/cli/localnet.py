@@ -29,6 +29,7 @@ from devnet import DevnetInfo, free_port, start_devnet, stop_devnet
 from gossip.identity import peer_id_bytes_from_secret, peer_id_from_secret
 from node.checkpoint import CheckpointStore, atomic_write
 from node.config import NodeConfig, to_toml
+from node.errors import PeerError
 from node.data import load_image_set
 from node.data.demo_corpus import DemoCorpus, make_demo
 from node.data.ingest import ingest
@@ -60,7 +61,7 @@ class PeerHandle:
     def status(self) -> dict[str, Any] | None:
         try:
             return self.store.read_status()
-        except Exception:  # noqa: BLE001 - a status file mid-rename is simply "not yet"
+        except PeerError:  # unreadable: report "no status yet" rather than stop the caller
             return None
 
     def alive(self) -> bool:
