@@ -135,7 +135,7 @@ def real_overhead(args: argparse.Namespace, workdir: Path, local_steps: int) -> 
     from node.config import NodeConfig
 
     template = NodeConfig(
-        rounds=args.real_rounds, local_steps=local_steps, fan_out=args.real_peers - 1,
+        rounds=args.real_rounds, local_steps=local_steps, fan_out=args.real_peers - 1, eval_every=args.real_eval_every,
         lr=args.lr, batch_size=args.batch_size, codec=args.codec, merge=args.merge, linger=-1,
     )
     net = create(workdir / f"localnet-{local_steps}", args.real_peers, template=template, alpha=args.alpha,
@@ -163,6 +163,7 @@ def real_overhead(args: argparse.Namespace, workdir: Path, local_steps: int) -> 
         "peers": args.real_peers,
         "rounds": args.real_rounds,
         "local_steps": local_steps,
+        "eval_every": args.real_eval_every,
         "per_peer": per_peer,
         "mean_fraction_outside_training": sum(fractions) / len(fractions),
     }
@@ -182,6 +183,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--real-peers", type=int, default=4)
     parser.add_argument("--real-rounds", type=int, default=20)
+    parser.add_argument("--real-eval-every", type=int, default=5, help="peers evaluate every N rounds")
     parser.add_argument("--real-local-steps", type=int, nargs="+", default=[10, 50],
                         help="local steps per round of the real runs (one run each)")
     parser.add_argument("--skip-real", action="store_true", help="only the in-process part")
@@ -217,7 +219,7 @@ def main() -> None:
     print(f"bytes sent per peer per round: {sim['bytes_sent_per_peer_per_round']:,.0f}")
     print(f"in-process fraction of round time outside training: {sim['in_process_fraction_outside_training']:.3f}")
     for run in real:
-        print(f"real processes, {run['local_steps']} local steps per round:")
+        print(f"real processes, {run['local_steps']} local steps per round, evaluating every {run['eval_every']}:")
         for name, p in run["per_peer"].items():
             print(f"  {name}: {p['seconds_per_round']:.2f} s/round, outside training {p['fraction_outside_training']:.3f}")
         print(f"  mean fraction outside training {run['mean_fraction_outside_training']:.3f} (goal <= 0.10)")

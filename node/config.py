@@ -58,6 +58,7 @@ class NodeConfig:
     dp_max_grad_norm: float = _f(1.0, 'DP-SGD per-sample clipping norm')
     dp_delta: float = _f(1e-5, 'DP delta for the epsilon accounting')
     holdout_fraction: float = _f(0.2, 'fraction of local subjects held out for evaluation')
+    eval_every: int = _f(1, "evaluate on the held-out split (and eval_data) every this many rounds")
     eval_data: Path | None = _f(None, "optional extra ingested folder to also report accuracy on (the demo's common test set)")
     linger: float = _f(0.0, 'seconds to keep serving payloads after the last round (-1: until stopped)')
     metrics_port: int = _f(0, 'port of a Prometheus endpoint on 127.0.0.1 (0: none)')
@@ -68,8 +69,8 @@ class NodeConfig:
             raise ConfigError(f"merge must be one of {', '.join(MERGE_RULES)}, not {self.merge!r}")
         if self.codec not in CODECS:
             raise ConfigError(f"codec must be one of {', '.join(CODECS)}, not {self.codec!r}")
-        if self.local_steps < 1 or self.batch_size < 1 or self.fan_out < 0:
-            raise ConfigError("local_steps and batch_size must be >= 1 and fan_out >= 0")
+        if self.local_steps < 1 or self.batch_size < 1 or self.fan_out < 0 or self.eval_every < 1:
+            raise ConfigError("local_steps, batch_size and eval_every must be >= 1 and fan_out >= 0")
         if not 0 < self.topk_fraction <= 1:
             raise ConfigError("topk_fraction must be in (0, 1]")
 

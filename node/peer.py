@@ -172,6 +172,8 @@ class Peer:
         self.ready_keys: set[str] = set()
         self.record_wakeup = trio.Event()
         self.round_started = time.monotonic()
+        self.phases: dict[str, float] = {}
+        """seconds per phase of the current round outside training (encode, commit, merge...)."""
         self.net: GossipNetwork | None = None
         self.last_stats: GossipStats | None = None
         self.last_accuracy: tuple[float, float | None] = (0.0, None)
@@ -248,11 +250,13 @@ class Peer:
         while not self.config.rounds or self.state.round < self.config.rounds:
             round_ = self.state.round + 1
             self.round_started = time.monotonic()
-            contribution = await trio.to_thread.run_sync(
-                self.learner.train_round, round_, frozenset(self.withdrawn)
+            self.phases = {}
+            contribution = await self._timed(
+                "encode", trio.to_thread.run_sync, self.learner.train_round, round_, frozenset(self.withdrawn)
             )
             self.counters.train_seconds += contribution.train_seconds
-            await trio.to_thread.run_sync(self._commit_trained, contribution)
+            self.phases["encode"] -= contribution.train_seconds  # the rest of train_round
+            await self._timed("commit", trio.to_thread.run_sync, self._commit_trained, contribution)
             self.record_wakeup.set()
             await self._merge_round(round_, contribution.sample_count)
 
@@ -315,12 +319,21 @@ class Peer:
             peers = self._take_ready()
             if peers:
                 self.round_started = time.monotonic()
+                self.phases = {}
                 self.learner.base_state = self.learner.state()
                 await self._merge(self.state.round, 0, peers, late=True)
 
+    async def _timed(self, phase: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Await fn(*args), adding its wall time to this round's `phase` (status, history)."""
+        started = time.monotonic()
+        try:
+            return await fn(*args)
+        finally:
+            self.phases[phase] = self.phases.get(phase, 0.0) + time.monotonic() - started
+
     async def _merge(self, round_: int, own_samples: int, peers: list[PeerPayload], late: bool = False) -> None:
-        outcome = await trio.to_thread.run_sync(
-            lambda: self.learner.merge(own_samples, peers, self._network_weight())
+        outcome = await self._timed(
+            "merge", trio.to_thread.run_sync, lambda: self.learner.merge(own_samples, peers, self._network_weight())
         )
         for delta_hash, reason in outcome.rejected:
             self.counters.drop("undecodable")
@@ -332,12 +345,14 @@ class Peer:
             for key in [k for k in pending if k in self.state.merged or k in self.state.refused]:
                 del pending[key]
         self.counters.merged += len(outcome.merged)
-        accuracy = await trio.to_thread.run_sync(self.learner.evaluate)
-        self.last_accuracy = accuracy
+        accuracy: tuple[float | None, float | None] = (None, None)
+        if late or round_ % self.config.eval_every == 0 or round_ == self.config.rounds:
+            accuracy = await self._timed("evaluate", trio.to_thread.run_sync, self.learner.evaluate)
+            self.last_accuracy = accuracy
         await trio.to_thread.run_sync(self._commit_merged, round_, outcome.merged, accuracy, late)
 
     def _commit_merged(
-        self, round_: int, merged: tuple[bytes, ...], accuracy: tuple[float, float | None], late: bool = False
+        self, round_: int, merged: tuple[bytes, ...], accuracy: tuple[float | None, float | None], late: bool = False
     ) -> None:
         self.store.save_tensors("round", round_, self.learner.state(), self.learner.encoder.get_residual())
         self.state.round = round_
@@ -351,6 +366,7 @@ class Peer:
                 "bytes_sent": getattr(stats, "bytes_sent", 0),
                 "train_seconds": round(self.counters.train_seconds, 4),
                 "time": time.time(),
+                "phases": {k: round(v, 4) for k, v in self.phases.items()},
                 **({"late_merge": True} if late else {}),
             }
         )
@@ -358,8 +374,9 @@ class Peer:
         self.store.prune(keep_round=round_)
         self.write_status()
         log.info(
-            "%s=%d merged=%d accuracy=%.4f%s seconds=%.2f", "late-merge round" if late else "round",
-            round_, len(merged), accuracy[0],
+            "%s=%d merged=%d%s%s seconds=%.2f", "late-merge round" if late else "round",
+            round_, len(merged),
+            "" if accuracy[0] is None else f" accuracy={accuracy[0]:.4f}",
             "" if accuracy[1] is None else f" eval_accuracy={accuracy[1]:.4f}",
             time.monotonic() - self.round_started,
         )
