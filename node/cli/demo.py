@@ -227,7 +227,10 @@ def _print_results(r: dict[str, Any]) -> None:
     applied = r["withdrawal"].get("applied", {})
     if applied:
         console.print("applied by: " + ", ".join(f"{k} (round {v})" for k, v in applied.items()))
-    console.print(f"(full ledger: medgossip ledger query --devnet {r['devnet']})")
+    console.print(
+        f"(the chain is saved: `medgossip devnet start --dir {Path(r['devnet']).parent}` brings it back, "
+        f"then `medgossip ledger query --devnet {r['devnet']}` shows every record)"
+    )
 
 
 def _write_report(r: dict[str, Any], folder: Path) -> None:
@@ -246,7 +249,7 @@ def _write_report(r: dict[str, Any], folder: Path) -> None:
     at = r["withdrawal"].get("at_round")
     if at:
         ax.axvline(at, color="grey", lw=0.8)
-        ax.text(at, 0.05, " consent withdrawn", color="grey", fontsize=8)
+        ax.text(at + 0.3, 0.3, "consent withdrawn", color="grey", fontsize=8, rotation=90)
     ax.set_xlabel("round")
     ax.set_ylabel("accuracy on the common test set")
     ax.set_ylim(0, 1)
