@@ -1,0 +1,28 @@
+"""The peer's Prometheus endpoint serves what its status says."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+from node.metrics import PeerMetrics
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_metrics_endpoint_serves_the_status_figures() -> None:
+    metrics = PeerMetrics()
+    port = free_port()
+    metrics.serve(port)
+
+    metrics.update({"round": 7, "accuracy": 0.93, "queued_records": 2, "dropped": {"wrong-author": 3}, "peer_id": "x"})
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+    assert "medgossip_round 7.0" in body
+    assert "medgossip_accuracy 0.93" in body
+    assert "medgossip_queued_records 2.0" in body
+    assert 'medgossip_dropped{reason="wrong-author"} 3.0' in body
