@@ -44,6 +44,7 @@ def _start(config: Optional[Path], verbose: bool, **overrides: Any) -> None:
     import trio
 
     from contracts.errors import LedgerError
+    from gossip.errors import GossipError
     from node.config import load_config
     from node.errors import NodeError
     from node.logs import setup_logging
@@ -53,7 +54,7 @@ def _start(config: Optional[Path], verbose: bool, **overrides: Any) -> None:
     try:
         cfg = load_config(config, overrides)
         trio.run(run_peer, cfg)
-    except (NodeError, LedgerError) as exc:
+    except (NodeError, LedgerError, GossipError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
