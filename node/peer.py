@@ -191,7 +191,7 @@ class Peer:
             )
         if info.peer_id != peer_id_to_bytes(self.peer_id):
             raise PeerError("the peer ID registered on chain for this address is not this key's")
-        self.chain.active_nodes()
+        self.chain.active_nodes()  # warm the registry and sample-count statistics off the loop
         genesis = self.chain.ledger.genesis_model()
         if genesis is None:
             raise PeerError("no genesis model on chain: the admin runs `medgossip admin set-genesis`")
