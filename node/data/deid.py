@@ -4,7 +4,7 @@ Profile, with the Retain Longitudinal Temporal Information with Modified Dates o
 Who does what:
 
 * **dicognito** (seeded with the data folder's private secret) replaces every PN with a
-  fake name, the listed IDs with fake IDs, institution/address/station data, remaps
+  fake name (which the hand rules then replace with a fixed dummy), the listed IDs with fake IDs, institution/address/station data, remaps
   every UI value (except class and transfer syntax UIDs) consistently - the same
   original UID always maps to the same new UID within one data folder, so studies and
   series stay linked - and shifts all DA/DT values by one fixed offset per data folder.
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DEIDENTIFICATION_METHOD", "REMOVE_KEYWORDS", "Deidentifier", "identifying_strings"]
 
+DUMMY_PERSON_NAME = "REMOVED"
+"""every person name other than the patient's (which becomes the pseudonym)."""
 DEIDENTIFICATION_METHOD = "medgossip PS3.15 E basic + modified dates; dicognito"
 
 # Annex E basic-profile attributes with action X (remove) - or D/Z where removing is
@@ -248,6 +250,12 @@ class Deidentifier:
         if vr in ("DA", "TM", "DT"):
             if not all(_valid_temporal(vr, v) for v in _values(element)):
                 element.value = ""
+            return
+        if vr == "PN" and element.tag != 0x00100010 and element.value not in (None, ""):
+            # dicognito puts random fake names here, drawn from a list of common
+            # surnames: one can be a real patient's name elsewhere. A fixed dummy
+            # (Annex E action D) carries no such coincidence.
+            element.value = DUMMY_PERSON_NAME
             return
         if vr in _TEXT_VRS and element.value not in (None, ""):
             text = " ".join(_values(element)).lower()
