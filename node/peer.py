@@ -47,8 +47,6 @@ from node.metrics import PeerMetrics
 
 log = logging.getLogger("medgossip.peer")
 
-MAX_PULL_PER_PEER = 5
-"""at most this many of one peer's unmerged deltas per round (the newest)."""
 MAX_TRIES = 3
 """a delta that failed this many pulls (not recorded, unreachable, lying holder) is refused."""
 MEMBERSHIP_TTL = 10.0
