@@ -1,7 +1,9 @@
 """Transport benchmark: our delta protocol vs py-libp2p defaults vs a plain TCP floor.
 
-Every measurement runs between two fresh OS processes (server + client), so the libp2p
-tuning of gossip/_tuning.py, which is process-wide, applies only to case (1):
+Each case runs between its own two OS processes (server + client), so the libp2p tuning
+of gossip/_tuning.py, which is process-wide, applies only to case (1).  The three cases
+take turns, one transfer each, so a busy moment on the machine does not fall on one
+case only; each figure is the median of ``--reps`` transfers after one warm-up:
 
   (1) ours      GossipNetwork.provide() / fetch() exactly as the node uses them
   (2) defaults  py-libp2p new_host() with its defaults (Noise, Yamux 64 KiB frames),
@@ -11,7 +13,7 @@ tuning of gossip/_tuning.py, which is process-wide, applies only to case (1):
 plus announcement latency from one publisher to all of 16 peers (4 processes x 4 hosts)
 and resident memory per host.  Prints a table, writes bench/results/transport.json.
 
-    python bench/transport.py [--sizes 1 10 50] [--reps 3]
+    python bench/transport.py [--sizes 1 10 50] [--reps 5]
 """
 
 from __future__ import annotations
@@ -111,30 +113,53 @@ async def serve(mode: str, sizes: list[int]) -> None:
 
 
 # ------------------------------------------------------------------ clients
-async def client(mode: str, addr: str, sizes: list[int], reps: int, hashes: dict) -> None:
+async def client(mode: str, addr: str, hashes: dict) -> None:
+    """Connect once, then for each size read from stdin, transfer it once and print seconds.
+
+    The orchestrator drives all three clients in turn, one transfer at a time, so the
+    three modes see the same machine (a slow minute would otherwise hit one mode only).
+    """
     from Crypto.Hash import keccak
 
-    results: dict[str, list[float]] = {}
+    async def receive_hashed(read: object, length: int, got: bytes) -> None:
+        hasher = keccak.new(digest_bits=256)
+        hasher.update(got)
+        received = len(got)
+        while received < length:
+            chunk = await read(min(4 * MiB, length - received))  # type: ignore[operator]
+            if not chunk:
+                raise RuntimeError("short read")
+            hasher.update(chunk)
+            received += len(chunk)
+        hasher.digest()
+
+    async def read_prefix(read: object) -> tuple[int, bytes]:
+        buf = b""
+        while len(buf) < 8:
+            chunk = await read(8 - len(buf))  # type: ignore[operator]
+            if not chunk:
+                raise RuntimeError("short read")
+            buf += chunk
+        return struct.unpack(">Q", buf[:8])[0], buf[8:]
+
+    async def serve_requests(transfer: object) -> None:
+        say({"ready": True, "rss_mib": rss_mib()})
+        while line := await read_line():
+            start = time.perf_counter()
+            await transfer(int(line))  # type: ignore[operator]
+            say({"seconds": time.perf_counter() - start, "rss_mib": rss_mib()})
+
     if mode == "tcp":
         host, port = addr.split(":")
-        for size in sizes:
-            for _ in range(reps):
-                start = time.perf_counter()
-                conn = await trio.open_tcp_stream(host, int(port))
-                await conn.send_all(struct.pack(">Q", size))
-                buf = b""
-                while len(buf) < 8:
-                    buf += await conn.receive_some(8 - len(buf))
-                length = struct.unpack(">Q", buf[:8])[0]
-                hasher, got = keccak.new(digest_bits=256), 0
-                while got < length:
-                    chunk = await conn.receive_some(min(4 * MiB, length - got))
-                    hasher.update(chunk)
-                    got += len(chunk)
-                hasher.digest()
-                await conn.aclose()
-                results.setdefault(str(size), []).append(time.perf_counter() - start)
-        say({"seconds": results})
+
+        async def tcp_transfer(size: int) -> None:
+            conn = await trio.open_tcp_stream(host, int(port))
+            await conn.send_all(struct.pack(">Q", size))
+            length, rest = await read_prefix(conn.receive_some)
+            await receive_hashed(conn.receive_some, length, rest)
+            await conn.aclose()
+
+        await serve_requests(tcp_transfer)
         return
     if mode == "ours":
         from gossip import GossipConfig, GossipNetwork
@@ -142,13 +167,11 @@ async def client(mode: str, addr: str, sizes: list[int], reps: int, hashes: dict
 
         async with GossipNetwork(GossipConfig(generate_secret(), "bench")) as net:
             server = await net.connect(addr)
-            for size in sizes:
-                digest = bytes.fromhex(hashes[str(size)])
-                for _ in range(reps):
-                    start = time.perf_counter()
-                    await net.fetch(digest, [server], provide=False)
-                    results.setdefault(str(size), []).append(time.perf_counter() - start)
-            say({"seconds": results, "rss_mib": rss_mib()})
+
+            async def ours_transfer(size: int) -> None:
+                await net.fetch(bytes.fromhex(hashes[str(size)]), [server], provide=False)
+
+            await serve_requests(ours_transfer)
         return
     import libp2p
     import multiaddr
@@ -158,27 +181,15 @@ async def client(mode: str, addr: str, sizes: list[int], reps: int, hashes: dict
     async with host.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
         info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
         await host.connect(info)
-        for size in sizes:
-            for _ in range(reps):
-                start = time.perf_counter()
-                stream = await host.new_stream(info.peer_id, [PROTO])
-                await stream.write(struct.pack(">Q", size))
-                buf = b""
-                while len(buf) < 8:
-                    buf += await stream.read(8 - len(buf))
-                length = struct.unpack(">Q", buf[:8])[0]
-                hasher, got = keccak.new(digest_bits=256), len(buf) - 8
-                hasher.update(buf[8:])
-                while got < length:
-                    chunk = await stream.read(min(4 * MiB, length - got))
-                    if not chunk:
-                        raise RuntimeError("short read")
-                    hasher.update(chunk)
-                    got += len(chunk)
-                hasher.digest()
-                await stream.close()
-                results.setdefault(str(size), []).append(time.perf_counter() - start)
-        say({"seconds": results})
+
+        async def default_transfer(size: int) -> None:
+            stream = await host.new_stream(info.peer_id, [PROTO])
+            await stream.write(struct.pack(">Q", size))
+            length, rest = await read_prefix(stream.read)
+            await receive_hashed(stream.read, length, rest)
+            await stream.close()
+
+        await serve_requests(default_transfer)
 
 
 # ------------------------------------------------------------------ announcement latency
@@ -229,20 +240,46 @@ def spawn(*args: str) -> subprocess.Popen:
     )
 
 
-def measure(mode: str, sizes: list[int], reps: int) -> dict:
-    server = spawn("--role", "server", "--mode", mode, "--bytes", *map(str, sizes))
-    info = json.loads(server.stdout.readline())
-    cl = spawn("--role", "client", "--mode", mode, "--addr", info["addr"], "--reps", str(reps),
-               "--hashes", json.dumps(info.get("hashes", {})), "--bytes", *map(str, sizes))
-    out = json.loads(cl.stdout.readline())
-    cl.wait(timeout=600)
-    server.stdin.write("stop\n")
-    server.stdin.flush()
-    server.wait(timeout=60)
-    mibs = {s: statistics.median(s / MiB / t for t in times) for s, times in
-            ((int(k), v) for k, v in out["seconds"].items())}
-    return {"mib_per_s": mibs, "server_rss_mib": info["rss_mib"],
-            "client_rss_mib": out.get("rss_mib")}
+MODES = ("ours", "defaults", "tcp")
+
+
+def measure(sizes: list[int], reps: int) -> dict:
+    """Median MiB/s per mode and size; the modes take turns, one transfer each."""
+    servers, clients = {}, {}
+    for mode in MODES:
+        servers[mode] = spawn("--role", "server", "--mode", mode, "--bytes", *map(str, sizes))
+        info = json.loads(servers[mode].stdout.readline())
+        clients[mode] = spawn("--role", "client", "--mode", mode, "--addr", info["addr"],
+                              "--hashes", json.dumps(info.get("hashes", {})))
+        json.loads(clients[mode].stdout.readline())  # connected
+        servers[mode].info = info  # type: ignore[attr-defined]
+
+    def transfer(mode: str, size: int) -> dict:
+        clients[mode].stdin.write(f"{size}\n")
+        clients[mode].stdin.flush()
+        return json.loads(clients[mode].stdout.readline())
+
+    seconds: dict[str, dict[int, list[float]]] = {m: {s: [] for s in sizes} for m in MODES}
+    for size in sizes:  # one warm-up transfer per mode and size, not counted
+        for mode in MODES:
+            transfer(mode, size)
+    for _ in range(reps):
+        for size in sizes:
+            for mode in MODES:
+                seconds[mode][size].append(transfer(mode, size)["seconds"])
+    last = {mode: transfer(mode, sizes[-1]) for mode in MODES}
+    for proc in [*clients.values(), *servers.values()]:
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        proc.wait(timeout=60)
+    return {
+        mode: {
+            "mib_per_s": {s: statistics.median(s / MiB / t for t in seconds[mode][s]) for s in sizes},
+            "server_rss_mib": servers[mode].info["rss_mib"],  # type: ignore[attr-defined]
+            "client_rss_mib": last[mode]["rss_mib"],
+        }
+        for mode in MODES
+    }
 
 
 def latency(peers: int = 16, groups: int = 4, announcements: int = 20) -> dict:
@@ -289,7 +326,7 @@ def main() -> None:
     parser.add_argument("--hashes", default="{}")
     parser.add_argument("--bytes", nargs="*", type=int, default=[])
     parser.add_argument("--sizes", nargs="*", type=int, default=[1, 10, 50])
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--count", type=int, default=4)
     parser.add_argument("--boot", default="")
     parser.add_argument("--publish", type=int, default=0)
@@ -298,13 +335,13 @@ def main() -> None:
         trio.run(serve, args.mode, args.bytes)
         return
     if args.role == "client":
-        trio.run(client, args.mode, args.addr, args.bytes, args.reps, json.loads(args.hashes))
+        trio.run(client, args.mode, args.addr, json.loads(args.hashes))
         return
     if args.role == "latency":
         trio.run(latency_group, args.count, args.boot, args.publish)
         return
     sizes = [s * MiB for s in args.sizes]
-    transfer = {mode: measure(mode, sizes, args.reps) for mode in ("ours", "defaults", "tcp")}
+    transfer = measure(sizes, args.reps)
     table = {}
     for size in sizes:
         ours, dflt, tcp = (transfer[m]["mib_per_s"][size] for m in ("ours", "defaults", "tcp"))
@@ -328,7 +365,7 @@ def main() -> None:
     result = {
         "transfer": table, "announcement_latency": lat, "memory": memory,
         "reps_per_size": args.reps, "loadavg_at_end": load, "cpus": os.cpu_count(),
-        "note": "two OS processes on 127.0.0.1; median of reps; receiver hashes (keccak256)",
+        "note": "two OS processes per case on 127.0.0.1, cases interleaved; median of reps; receiver hashes (keccak256)",
     }
     out = ROOT / "bench" / "results" / "transport.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

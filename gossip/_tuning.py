@@ -13,7 +13,12 @@ What is changed, and why (figures in NOTES-dependencies.md and bench/results/tra
   applies it.
 * Noise: the chunks of one large write are encrypted back to back and handed to the
   socket in one ``write`` (same bytes on the wire, one syscall and one trio checkpoint
-  instead of one per 64 KiB).
+  instead of one per 64 KiB).  On the receiving side, the transport reader takes up to
+  256 KiB from the socket at a time and cuts Noise messages out of its own buffer:
+  py-libp2p reads each message's 2-byte length and then its body with separate socket
+  reads, about six trio reads per 64 KiB message, which made the receiver's single
+  thread the bottleneck.  Only the post-handshake transport reader is buffered: the
+  handshake reader must not read past the handshake.
 * GossipSub sequence numbers seeded from ``time.time_ns()`` instead of ``time.time()``:
   message ids are (sender, seqno), so a peer that published faster than once a second and
   restarted would reuse ids, and every peer's seen-cache silently dropped its next
@@ -45,6 +50,7 @@ __all__ = [
 LIBP2P_VERSION = "0.8.1"
 TUNED_YAMUX_FRAME = 1024 * 1024
 TUNED_WINDOW = 16 * 1024 * 1024
+NOISE_RECV_BLOCK = 256 * 1024
 _applied = False
 
 
@@ -79,6 +85,16 @@ def check_library() -> list[str]:
     write_msg_src = inspect.getsource(base.write_msg)
     if "read_writer.write_msg" not in write_msg_src or "prefix_encoded" not in write_msg_src:
         problems.append("noise write_msg structure changed")
+    read_msg_src = inspect.getsource(base.read_msg)
+    if "self.read_writer.read_msg()" not in read_msg_src or "self.decrypt(" not in read_msg_src:
+        problems.append("noise read_msg structure changed")
+    if getattr(noise_io.NoisePacketReadWriter, "size_len_bytes", None) != 2:
+        problems.append("noise packets no longer have a 2-byte length prefix")
+    if vars(noise_io.NoiseTransportReadWriter).get("read_msg") not in (
+        None,
+        _noise_transport_read_msg,
+    ):
+        problems.append("NoiseTransportReadWriter now has its own read_msg")
     init_src = inspect.getsource(pubsub.Pubsub.__init__)
     if "self.counter = int(time.time())" not in init_src:
         problems.append("Pubsub no longer seeds its counter from time.time()")
@@ -109,6 +125,38 @@ async def _noise_write_msg(self: Any, msg: bytes, prefix_encoded: bool = False) 
     await self.read_writer.read_write_closer.write(b"".join(frames))
 
 
+async def _fill(raw: Any, buf: bytearray, end: int) -> None:
+    """Read from ``raw`` into ``buf`` until it holds at least ``end`` bytes."""
+    from libp2p.io.exceptions import IncompleteReadError
+
+    while len(buf) < end:
+        data = await raw.read(max(NOISE_RECV_BLOCK, end - len(buf)))
+        if not data:
+            raise IncompleteReadError(
+                f"Connection closed during read operation: expected {end} bytes but "
+                f"received {len(buf)} bytes",
+                expected_bytes=end,
+                received_bytes=len(buf),
+            )
+        buf.extend(data)
+
+
+async def _noise_transport_read_msg(self: Any, prefix_encoded: bool = False) -> bytes:
+    """NoiseTransportReadWriter.read_msg reading the socket in blocks, not per message."""
+    buf: bytearray | None = self.__dict__.get("_medgossip_buf")
+    if buf is None:
+        buf = self._medgossip_buf = bytearray()
+    raw = self.read_writer.read_write_closer
+    if len(buf) < 2:
+        await _fill(raw, buf, 2)
+    end = 2 + int.from_bytes(buf[:2], "big")
+    if len(buf) < end:
+        await _fill(raw, buf, end)
+    message = bytes(buf[2 + (len(self.prefix) if prefix_encoded else 0) : end])
+    del buf[:end]
+    return self.decrypt(message)
+
+
 def apply_transport_tuning() -> None:
     """Apply the Yamux/Noise tuning to this process (idempotent).
 
@@ -127,6 +175,7 @@ def apply_transport_tuning() -> None:
     yamux.DEFAULT_WINDOW_SIZE = TUNED_WINDOW
     os.environ["PY_YAMUX_RELEASE_ON_READ"] = "0"
     noise_io.BaseNoiseMsgReadWriter.write_msg = _noise_write_msg  # type: ignore[method-assign]
+    noise_io.NoiseTransportReadWriter.read_msg = _noise_transport_read_msg  # type: ignore[method-assign]
     _applied = True
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,17 +78,50 @@ def keccak256(data: bytes) -> bytes:
     return keccak.new(data=data, digest_bits=256).digest()
 
 
+async def _read_some(stream: Any, n: int, stall_timeout: float, done: int, total: int) -> bytes:
+    """Read 1..n bytes; ``done`` of ``total`` bytes so far, for the error message."""
+    with trio.move_on_after(stall_timeout) as scope:
+        chunk: bytes = await stream.read(n)
+    if scope.cancelled_caught:
+        raise TransferTimeout(f"stalled after {done} of {total} bytes")
+    if not chunk:
+        raise TruncatedTransfer(f"stream ended after {done} of {total} bytes")
+    return chunk
+
+
 async def _read_exactly(stream: Any, n: int, stall_timeout: float) -> bytes:
     buf = bytearray()
     while len(buf) < n:
-        with trio.move_on_after(stall_timeout) as scope:
-            chunk = await stream.read(n - len(buf))
-        if scope.cancelled_caught:
-            raise TransferTimeout(f"stalled after {len(buf)} of {n} bytes")
-        if not chunk:
-            raise TruncatedTransfer(f"stream ended after {len(buf)} of {n} bytes")
-        buf += chunk
+        buf += await _read_some(stream, n - len(buf), stall_timeout, len(buf), n)
     return bytes(buf)
+
+
+async def _receive_hashed(stream: Any, length: int, stall_timeout: float) -> tuple[bytes, bytes]:
+    """Read exactly ``length`` payload bytes; return them with their keccak256.
+
+    keccak costs about as much CPU as everything else on the receiving side, and
+    pycryptodome releases the GIL while it hashes, so one worker thread hashes the chunks
+    already read (in order: a single worker takes them first in, first out) while this
+    task reads the next ones: the two overlap on two cores.
+    """
+    hasher = keccak.new(digest_bits=256)
+    parts: list[bytes] = []
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keccak")
+    try:
+        last = None
+        received = 0
+        while received < length:
+            chunk = await _read_some(
+                stream, min(_READ_CHUNK, length - received), stall_timeout, received, length
+            )
+            parts.append(chunk)
+            received += len(chunk)
+            last = pool.submit(hasher.update, chunk)
+        if last is not None:
+            await trio.to_thread.run_sync(last.result)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return b"".join(parts), hasher.digest()
 
 
 def _is_eof(exc: Exception) -> bool:
@@ -125,8 +159,10 @@ async def serve_stream(
             return
         try:
             with trio.fail_after(limits.transfer_timeout):
-                # One whole write: Yamux/Noise then cut it into 1 MiB frames.
-                await stream.write(_HEADER.pack(Status.OK, len(payload)) + payload)
+                await stream.write(_HEADER.pack(Status.OK, len(payload)))
+                # One whole write, Yamux then cuts 1 MiB frames; a memoryview, so that
+                # neither the cut nor a header in front copies the whole payload.
+                await stream.write(memoryview(payload))  # type: ignore[arg-type]
             on_served(peer, len(payload))
         finally:
             release_slot(peer)
@@ -165,16 +201,7 @@ async def fetch_from(
                     raise PeerRefused(_STATUS_NAMES.get(status, f"status {status}"))
                 if length > limits.max_payload:
                     raise PeerRefused(f"offered {length} bytes, limit {limits.max_payload}")
-                hasher = keccak.new(digest_bits=256)
-                parts: list[bytes] = []
-                received = 0
-                while received < length:
-                    chunk = await _read_exactly(
-                        stream, min(_READ_CHUNK, length - received), limits.stall_timeout
-                    )
-                    hasher.update(chunk)
-                    parts.append(chunk)
-                    received += len(chunk)
+                payload, digest = await _receive_hashed(stream, length, limits.stall_timeout)
             except TransferError:
                 raise
             except Exception as exc:
@@ -190,6 +217,6 @@ async def fetch_from(
                     await stream.close()
                 except Exception:  # already reset by the peer
                     logger.debug("closing a fetch stream failed", exc_info=True)
-    if hasher.digest() != delta_hash:
-        raise HashMismatch(f"{peer_id} sent {length} bytes hashing to {hasher.hexdigest()}")
-    return b"".join(parts)
+    if digest != delta_hash:
+        raise HashMismatch(f"{peer_id} sent {length} bytes hashing to {digest.hex()}")
+    return payload

@@ -31,13 +31,22 @@ def _frame(rng: random.Random) -> bytes:
     return rng.randbytes(rng.randrange(1, 512))
 
 
-async def _attack(attacker: object, target_id: str, protocol: str, streams: int, seed: int) -> int:
+async def _attack(attacker: object, target_id: str, protocol: str, frames: int, seed: int) -> int:
+    """Write ``frames`` fuzz frames on fresh streams of ``protocol``; return how many went out.
+
+    The target resets a stream as soon as it sees garbage, so the writes after that fail
+    and do not count; new streams are opened until enough frames went out (or too many
+    streams were refused to go on).
+    """
     from libp2p.custom_types import TProtocol
     from libp2p.peer.id import ID
 
     rng = random.Random(seed)
     sent = 0
-    for _ in range(streams):
+    max_streams = 10 * -(-frames // FRAMES_PER_STREAM)
+    for _ in range(max_streams):
+        if sent >= frames:
+            break
         try:
             stream = await attacker._parts.host.new_stream(  # type: ignore[attr-defined]
                 ID.from_base58(target_id), [TProtocol(protocol)]
@@ -66,18 +75,18 @@ async def test_fuzzed_host_stays_up_and_serves_an_honest_peer() -> None:
             str(p) for p in target._parts.host.multiselect.handlers if p is not None
         )
         assert "/medgossip/delta/1.0.0" in protocols and "/meshsub/1.1.0" in protocols
-        streams_per_protocol = -(-FRAMES // (FRAMES_PER_STREAM * len(protocols)))
+        frames_per_protocol = -(-FRAMES // len(protocols))
         counts: list[int] = []
 
         async def run(protocol: str, seed: int) -> None:
             counts.append(
-                await _attack(attacker, target.peer_id, protocol, streams_per_protocol, seed)
+                await _attack(attacker, target.peer_id, protocol, frames_per_protocol, seed)
             )
 
         async with trio.open_nursery() as attack:
             for seed, protocol in enumerate(protocols):
                 attack.start_soon(run, protocol, seed)
-        assert sum(counts) >= FRAMES * 0.9, f"only {sum(counts)} frames went out"
+        assert sum(counts) >= FRAMES, f"only {sum(counts)} frames went out"
 
         # The target is still up: it serves a payload and relays a new announcement.
         inbox: list = []
