@@ -440,12 +440,16 @@ class GossipNetwork:
                 peer = info.peer_id.to_base58()
                 if peer in connected or peer == self.peer_id:
                     continue
+                # The swarm refuses to redial a peer for 60 s after a failed dial (its
+                # "negative cache"); a bootstrap peer that was down, or not started
+                # yet, would stay unreachable that long after it came up.
+                self._parts.host.get_network().unblock_peer(info.peer_id)
                 try:
                     with trio.fail_after(max(5.0, self.config.reconnect_interval)):
                         await self._parts.host.connect(info)
                     logger.info("connected to bootstrap peer %s", peer)
                 except Exception as exc:  # unreachable for now; retried next round
-                    logger.debug("bootstrap %s unreachable: %s", peer, type(exc).__name__)
+                    logger.debug("bootstrap %s unreachable: %s: %s", peer, type(exc).__name__, exc)
             await trio.sleep(self.config.reconnect_interval)
 
     def connected_peers(self) -> list[str]:

@@ -138,3 +138,37 @@ async def test_plaintext_only_dialer_is_refused() -> None:
                     await dialer.connect(info)
             assert dialer.get_connected_peers() == []
         assert target.connected_peers() == []
+
+
+async def test_a_host_started_before_its_bootstrap_peer_connects_when_it_comes_up() -> None:
+    """Hospitals start their nodes in any order: the first dial fails, a later one must not.
+
+    py-libp2p's swarm refuses to redial a peer for 60 s after a failed dial; the host
+    keeps its bootstrap peers dialable, so the two meet within a few reconnect rounds.
+    """
+    import socket
+
+    from gossip.identity import peer_id_from_secret
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    late_secret = generate_secret()
+    late_addr = f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_from_secret(late_secret)}"
+    early_config = GossipConfig(generate_secret(), "order", bootstrap=[late_addr],
+                                reconnect_interval=0.5)
+    async with GossipNetwork(early_config) as early:
+        await trio.sleep(2)  # several failed dials: the late peer is not listening yet
+        late_config = GossipConfig(late_secret, "order", listen=[f"/ip4/127.0.0.1/tcp/{port}"])
+        async with GossipNetwork(late_config) as late, trio.open_nursery() as nursery:
+            await wait_until(lambda: late.peer_id in early.member_peers()
+                             and early.peer_id in late.member_peers(), 10, "the two to meet")
+            inbox: list = []
+            await nursery.start(collect_announcements, late, inbox)
+            for round_ in range(20):
+                await early.announce(Announcement(early.peer_id, round_, bytes(32), 0, "fp32", {}))
+                await trio.sleep(0.25)
+                if inbox:
+                    break
+            assert inbox and inbox[0].sender == early.peer_id
+            nursery.cancel_scope.cancel()
