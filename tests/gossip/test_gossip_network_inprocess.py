@@ -172,3 +172,10 @@ async def test_a_host_started_before_its_bootstrap_peer_connects_when_it_comes_u
                     break
             assert inbox and inbox[0].sender == early.peer_id
             nursery.cancel_scope.cancel()
+
+
+async def test_mdns_finds_a_peer_on_the_local_network_without_bootstrap() -> None:
+    configs = [GossipConfig(generate_secret(), "mdns-test", enable_mdns=True) for _ in range(2)]
+    async with GossipNetwork(configs[0]) as first, GossipNetwork(configs[1]) as second:
+        await wait_until(lambda: second.peer_id in first.member_peers()
+                         and first.peer_id in second.member_peers(), 25, "mDNS discovery")
