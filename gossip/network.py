@@ -63,6 +63,10 @@ class GossipConfig:
     bootstrap: Sequence[str] = ()
     is_member: Callable[[str], Awaitable[bool]] | None = None
     """Async membership check (peer ID -> allowed?).  None lets everyone in (tests)."""
+    payload_source: Callable[[bytes], bytes | None] | None = None
+    """Payloads kept outside memory (e.g. on disk), looked up by hash when a peer asks for
+    one the in-memory store does not hold: a peer joining late can fetch the whole
+    history.  It is called on the event loop, so it should be quick (a file read)."""
     max_payload: int = 64 * MiB
     max_provided_bytes: int = 512 * MiB
     max_announcement: int = DEFAULT_MAX_ANNOUNCEMENT
@@ -316,6 +320,20 @@ class GossipNetwork:
     def has_payload(self, delta_hash: bytes) -> bool:
         return delta_hash in self._store
 
+    def _lookup(self, delta_hash: bytes) -> bytes | None:
+        """The payload to serve under ``delta_hash``: memory first, then payload_source."""
+        payload = self._store.get(delta_hash)
+        if payload is not None or self.config.payload_source is None:
+            return payload
+        try:
+            payload = self.config.payload_source(delta_hash)
+        except Exception:  # a broken source must not take the serving task down
+            logger.warning("payload_source failed for %s", delta_hash.hex()[:16], exc_info=True)
+            return None
+        if payload is None or len(payload) > self.config.max_payload:
+            return None
+        return payload  # not re-hashed here: every fetcher checks the hash anyway
+
     def _acquire_slot(self, peer: str) -> bool:
         if self._active_serves[peer] >= self.config.max_transfers_per_peer:
             self._drops.drop("serve_busy", peer)
@@ -335,7 +353,7 @@ class GossipNetwork:
     async def _serve(self, stream: Any) -> None:
         await serve_stream(
             stream,
-            self._store.get,
+            self._lookup,
             self._limits,
             self._acquire_slot,
             self._release_slot,

@@ -13,7 +13,7 @@ Layout of the checkpoint folder::
     node.json                  the commit point: round, journal, accountant, history
     round-<r>.safetensors      model (+ codec residual) at the end of round r
     trained-<r>.safetensors    model (+ residual) after training in round r, before merging
-    payloads/<hash>.bin        our encoded deltas (kept for the last KEEP_PAYLOADS rounds)
+    payloads/<hash>.bin        our encoded deltas (all of them, or the last `keep_payloads`)
     audit/round-<r>.json       the subject commitments behind round r's data root (local only:
                                lets an auditor check a withdrawn subject was not used)
     status.json                what `medgossip node status` shows (rewritten each round)
@@ -40,7 +40,6 @@ from safetensors.torch import load_file, save
 from node.errors import PeerError
 
 FORMAT = 1
-KEEP_PAYLOADS = 20
 MODEL_PREFIX = "model/"
 RESIDUAL_PREFIX = "residual/"
 
@@ -192,8 +191,9 @@ class CheckpointStore:
         }
         return model, residual
 
-    def prune(self, keep_round: int) -> None:
-        """Drop tensor files of rounds before `keep_round`, and payloads past the window."""
+    def prune(self, keep_round: int, keep_payloads: int = 0) -> None:
+        """Drop tensor files of rounds before `keep_round`; keep the newest `keep_payloads`
+        payloads (0: keep them all, so a peer that joins late can fetch the history)."""
         for path in self.folder.glob("*-*.safetensors"):
             try:
                 round_ = int(path.stem.rsplit("-", 1)[1])
@@ -201,8 +201,10 @@ class CheckpointStore:
                 continue
             if round_ < keep_round:
                 path.unlink(missing_ok=True)
+        if keep_payloads <= 0:
+            return
         files = sorted(self.payloads.glob("*.bin"), key=lambda p: p.stat().st_mtime)
-        for path in files[:-KEEP_PAYLOADS]:
+        for path in files[:-keep_payloads]:
             path.unlink(missing_ok=True)
 
     # --- payloads -----------------------------------------------------------------

@@ -61,6 +61,7 @@ class NodeConfig:
     eval_every: int = _f(1, "evaluate on the held-out split (and eval_data) every this many rounds")
     eval_data: Path | None = _f(None, "optional extra ingested folder to also report accuracy on (the demo's common test set)")
     linger: float = _f(0.0, 'seconds to keep serving payloads after the last round (-1: until stopped)')
+    keep_payloads: int = _f(0, "how many of its own latest payloads a peer keeps on disk and serves (0: all, so a hospital joining late can fetch the whole history)")
     metrics_port: int = _f(0, 'port of a Prometheus endpoint on 127.0.0.1 (0: none)')
     chain_poll: float = _f(1.0, 'seconds between polls for consent withdrawals and queued records')
 
@@ -71,6 +72,8 @@ class NodeConfig:
             raise ConfigError(f"codec must be one of {', '.join(CODECS)}, not {self.codec!r}")
         if self.local_steps < 1 or self.batch_size < 1 or self.fan_out < 0 or self.eval_every < 1:
             raise ConfigError("local_steps, batch_size and eval_every must be >= 1 and fan_out >= 0")
+        if self.keep_payloads < 0:
+            raise ConfigError("keep_payloads must be >= 0 (0 keeps every payload)")
         if not 0 < self.topk_fraction <= 1:
             raise ConfigError("topk_fraction must be in (0, 1]")
 

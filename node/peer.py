@@ -39,7 +39,7 @@ from contracts.ledger import AuditLedger
 from gossip import Announcement, GossipConfig, GossipNetwork, GossipStats
 from gossip.errors import FetchFailed, HashMismatch
 from gossip.identity import eth_address_from_peer_id, peer_id_from_bytes, peer_id_from_secret, peer_id_to_bytes
-from node.checkpoint import KEEP_PAYLOADS, CheckpointStore, JournalEntry, NodeState
+from node.checkpoint import CheckpointStore, JournalEntry, NodeState
 from node.config import NodeConfig
 from node.errors import PeerError
 from node.learner import Contribution, Learner, LearnerSettings, PeerPayload
@@ -49,6 +49,8 @@ log = logging.getLogger("medgossip.peer")
 
 MAX_TRIES = 3
 """a delta that failed this many pulls (not recorded, unreachable, lying holder) is refused."""
+CATCH_UP_WAIT = 120.0
+"""longest a (re)starting peer waits for the deltas it missed before it trains again."""
 MEMBERSHIP_TTL = 10.0
 """seconds a positive on-chain membership answer is trusted (a revocation is felt after this)."""
 
@@ -111,23 +113,28 @@ class ChainView:
         return self._active
 
     def mean_sample_count(self, default: float) -> float:
-        """Mean sample count of all contributions recorded so far (`default` before any)."""
-        self._refresh()
-        return self._samples_sum / self._samples_n if self._samples_n else default
+        """Mean sample count of all contributions recorded so far (`default` before any).
 
-    def _refresh(self) -> None:
-        """Registry and contribution statistics, re-read at most every MEMBERSHIP_TTL s;
-        contributions incrementally, from the last block read."""
-        now = time.monotonic()
-        if now < self._fresh_until:
-            return
+        Read afresh on every call (incrementally, from the last block read): every peer
+        must see the same mean, and it moves fast while the first contributions arrive.
+        """
         try:
-            self._active = max(1, sum(1 for n in self.ledger.registered_nodes() if n.active))
             head = self.ledger.block_number()
             for event in self.ledger.contributions(from_block=self._next_block, to_block=head):
                 self._samples_sum += event.sample_count
                 self._samples_n += 1
             self._next_block = head + 1
+        except LedgerError:
+            pass  # keep what is known while the chain is away
+        return self._samples_sum / self._samples_n if self._samples_n else default
+
+    def _refresh(self) -> None:
+        """The registry, re-read at most every MEMBERSHIP_TTL s."""
+        now = time.monotonic()
+        if now < self._fresh_until:
+            return
+        try:
+            self._active = max(1, sum(1 for n in self.ledger.registered_nodes() if n.active))
             self._fresh_until = now + MEMBERSHIP_TTL
         except LedgerError:
             pass  # keep what is known while the chain is away
@@ -214,11 +221,7 @@ class Peer:
     # --- the round loop -------------------------------------------------------------
 
     async def run(self, net: GossipNetwork) -> None:
-        self.net = net
-        for key in self.store.stored_payloads():
-            payload = self.store.load_payload(key)
-            if payload is not None:
-                net.provide(bytes.fromhex(key[2:]), payload)
+        self.net = net  # our own payloads are served from disk (GossipConfig.payload_source)
         try:
             missed = await trio.to_thread.run_sync(self._backfill)
         except LedgerError as exc:
@@ -231,6 +234,8 @@ class Peer:
             nursery.start_soon(self._prefetch_loop)
             nursery.start_soon(self._record_loop)
             nursery.start_soon(self._consent_loop)
+            if missed and self.state.pending_trained_round() is None:
+                await self._catch_up({hexh(a.delta_hash) for a in missed})
             await self._rounds()
             self.finished = True
             await self._drain_records()
@@ -240,6 +245,32 @@ class Peer:
                 with trio.move_on_after(float("inf") if self.config.linger < 0 else self.config.linger):
                     await self._merge_late()
             nursery.cancel_scope.cancel()
+
+    async def _catch_up(self, missed: set[str]) -> None:
+        """Before training again, merge what the network recorded while we were away.
+
+        A hospital that joins late (or a peer that was down for long) would otherwise
+        train its next rounds from a model far behind everyone else's and send updates
+        made on that stale base. Waits, at most CATCH_UP_WAIT s, until every missed delta
+        is fetched or given up on, then merges them all at once without training (like a
+        late merge), so the first round trains from the network's model.
+        """
+        started = time.monotonic()
+        with trio.move_on_after(CATCH_UP_WAIT):
+            while any(k not in self.ready_keys and k not in self.state.refused for k in missed):
+                self.prefetched = trio.Event()
+                with trio.move_on_after(self.config.chain_poll):
+                    await self.prefetched.wait()
+        peers = self._take_ready(every_peer=True)
+        log.info(
+            "catching up: %d of %d missed delta(s) fetched in %.1fs", len(peers), len(missed),
+            time.monotonic() - started,
+        )
+        if peers:
+            self.round_started = time.monotonic()
+            self.phases = {}
+            self.learner.base_state = self.learner.state()
+            await self._merge(self.state.round, 0, peers, late=True)
 
     async def _rounds(self) -> None:
         pending = self.state.pending_trained_round()
@@ -331,7 +362,8 @@ class Peer:
 
     async def _merge(self, round_: int, own_samples: int, peers: list[PeerPayload], late: bool = False) -> None:
         outcome = await self._timed(
-            "merge", trio.to_thread.run_sync, lambda: self.learner.merge(own_samples, peers, self._network_weight())
+            "merge", trio.to_thread.run_sync,
+            lambda: self.learner.merge(own_samples, peers, self._network_weight(own_samples)),
         )
         for delta_hash, reason in outcome.rejected:
             self.counters.drop("undecodable")
@@ -369,7 +401,7 @@ class Peer:
             }
         )
         self.store.save_state(self.state)
-        self.store.prune(keep_round=round_)
+        self.store.prune(keep_round=round_, keep_payloads=self.config.keep_payloads)
         self.write_status()
         log.info(
             "%s=%d merged=%d%s%s seconds=%.2f", "late-merge round" if late else "round",
@@ -381,22 +413,25 @@ class Peer:
 
     # --- pulling peers' deltas ------------------------------------------------------
 
-    def _network_weight(self) -> float:
+    def _network_weight(self, own_samples: int) -> float:
         """The merge normaliser: active nodes x the mean sample count recorded on chain.
 
         Both come from the chain, so every peer computes (nearly) the same number: the
-        mean moves slowly as contributions accumulate, and is the same for all readers
-        of the same blocks. Blocking: call from a worker thread.
+        mean moves as contributions accumulate, and is the same for all readers of the
+        same blocks. Before anything is recorded, our own sample count stands in for the
+        mean (a peer merging alone then takes 1/N of its step). Blocking: call from a
+        worker thread.
         """
-        return self.chain.active_nodes() * self.chain.mean_sample_count(self.config.local_steps * self.config.batch_size)
+        default = own_samples or self.config.local_steps * self.config.batch_size
+        return self.chain.active_nodes() * self.chain.mean_sample_count(default)
 
-    def _take_ready(self) -> list[PeerPayload]:
-        """All verified payloads of up to `fan_out` peers (random), oldest first."""
+    def _take_ready(self, every_peer: bool = False) -> list[PeerPayload]:
+        """All verified payloads of up to `fan_out` peers (random; or of every peer)."""
         if self.config.fan_out == 0:
             return []
         chosen = [pid for pid, ready in self.ready.items() if ready]
         random.shuffle(chosen)
-        taken = [p for pid in chosen[: self.config.fan_out] for p in self.ready.pop(pid)]
+        taken = [p for pid in (chosen if every_peer else chosen[: self.config.fan_out]) for p in self.ready.pop(pid)]
         for p in taken:
             self.announced.get(p.source, {}).pop(hexh(p.delta_hash), None)
             self.ready_keys.discard(hexh(p.delta_hash))
@@ -489,28 +524,19 @@ class Peer:
     def _backfill(self) -> list[Announcement]:
         """Others' deltas recorded on chain that we never merged (blocking).
 
-        Gossip does not replay announcements to a peer that was down; the chain has them
-        all. Only each author's last KEEP_PAYLOADS can still be fetched.
+        Gossip does not replay announcements to a peer that was down or joins late; the
+        chain has them all, and their authors keep serving them (`keep_payloads`). One
+        that can no longer be fetched is given up on after MAX_TRIES attempts.
         """
         ledger = self.chain.ledger
-        recent = [e.block for e in self.state.journal[-KEEP_PAYLOADS:] if e.block]
-        events = ledger.contributions(from_block=min(recent) if recent else 0)
-        by_author: dict[str, list[Any]] = {}
-        for event in events:
-            key = hexh(event.delta_hash)
-            if event.node != self.address and key not in self.state.merged and key not in self.state.refused:
-                by_author.setdefault(event.node, []).append(event)
+        authors = {n.address: n for n in ledger.registered_nodes() if n.active}
         missed = []
-        for author, found in by_author.items():
-            info = ledger.node_info(author)
-            if info is None or not info.active:
+        for event in ledger.contributions(from_block=0):
+            key = hexh(event.delta_hash)
+            author = authors.get(event.node)
+            if author is None or event.node == self.address or key in self.state.merged or key in self.state.refused:
                 continue
-            peer_id = peer_id_from_bytes(info.peer_id)
-            found.sort(key=lambda e: e.round)
-            for event in found[:-KEEP_PAYLOADS]:
-                self.state.refused[hexh(event.delta_hash)] = "expired"  # its author no longer serves it
-            for event in found[-KEEP_PAYLOADS:]:
-                missed.append(Announcement(peer_id, event.round, event.delta_hash, 0, "unknown", {}))
+            missed.append(Announcement(peer_id_from_bytes(author.peer_id), event.round, event.delta_hash, 0, "unknown", {}))
         if missed:
             log.info("found %d recorded delta(s) not merged yet on chain", len(missed))
         return missed
@@ -529,13 +555,7 @@ class Peer:
             key = hexh(ann.delta_hash)
             if ann.peer_id == self.peer_id or key in self.state.merged or key in self.state.refused:
                 continue
-            pending = self.announced.setdefault(ann.peer_id, {})
-            pending[key] = ann
-            # An author serves its last KEEP_PAYLOADS deltas: older ones can no longer be had.
-            for stale in sorted(pending.values(), key=lambda a: a.round)[:-KEEP_PAYLOADS]:
-                del pending[hexh(stale.delta_hash)]
-                self.state.refused[hexh(stale.delta_hash)] = "expired"
-                self.counters.drop("expired")
+            self.announced.setdefault(ann.peer_id, {})[key] = ann
             self.new_announcement.set()
 
     # --- the chain: records and consent ---------------------------------------------
@@ -726,6 +746,7 @@ async def run_peer(config: NodeConfig, on_ready: Callable[[Peer], Awaitable[None
     gossip_config = GossipConfig(
         secret=peer.secret, network_id=network_id, listen=list(config.listen),
         bootstrap=list(config.bootstrap), is_member=is_member,
+        payload_source=lambda delta_hash: peer.store.load_payload(hexh(delta_hash)),
     )
     if peer.metrics is not None:
         peer.metrics.serve(config.metrics_port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,15 @@ def test_fresh_folder_has_empty_state(tmp_path: Path) -> None:
     state = store.load_state()
 
     assert state.round == 0 and state.journal == [] and store.read_status() is None
+
+
+def test_payloads_are_all_kept_unless_a_window_is_set(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    for i in range(30):
+        store.save_payload(f"0x{i:064x}", bytes([i]))
+        os.utime(store.payloads / f"0x{i:064x}.bin", (1_000_000 + i, 1_000_000 + i))
+    store.prune(keep_round=30)
+    assert len(list(store.payloads.glob("*.bin"))) == 30
+    store.prune(keep_round=30, keep_payloads=5)
+    assert sorted(p.name for p in store.payloads.glob("*.bin")) == [f"0x{i:064x}.bin" for i in range(25, 30)]
+    assert store.load_payload(f"0x{29:064x}") == bytes([29])
