@@ -34,7 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "bench" / "results" / "learning.json"
-KEEP_PAYLOADS = 20  # as node.checkpoint: an author serves its last 20 deltas
 
 
 def simulate(args: argparse.Namespace, workdir: Path) -> dict:
@@ -72,7 +71,7 @@ def simulate(args: argparse.Namespace, workdir: Path) -> dict:
         t0 = time.perf_counter()
         contributions = [learner.train_round(round_, frozenset()) for learner in learners]
         for i, c in enumerate(contributions):
-            history[i] = [*history[i], c][-KEEP_PAYLOADS:]  # what an author still serves
+            history[i].append(c)  # authors serve every delta they made (keep_payloads=0)
         recorded += [c.sample_count for c in contributions]
         network_weight = n * sum(recorded) / len(recorded)  # as the peer: N x mean recorded sample count
         sent = [0] * n
