@@ -87,8 +87,8 @@ class ChainView:
         self.ledger = ledger
         self._members: dict[str, float] = {}
         self._active = 1
-        self._samples_sum = 0
-        self._samples_n = 0
+        self._samples: tuple[int, int] = (0, 0)
+        """(sum, count) of the sample counts recorded on chain up to _next_block."""
         self._next_block = 0
         self._fresh_until = 0.0
 
@@ -113,20 +113,28 @@ class ChainView:
         return self._active
 
     def mean_sample_count(self, default: float) -> float:
-        """Mean sample count of all contributions recorded so far (`default` before any).
+        """Mean sample count of all contributions recorded so far (`default` before any),
+        as of the last refresh_samples()."""
+        total, count = self._samples
+        return total / count if count else default
 
-        Read afresh on every call (incrementally, from the last block read): every peer
-        must see the same mean, and it moves fast while the first contributions arrive.
+    def refresh_samples(self) -> None:
+        """Read the contributions recorded since the last call (incremental).
+
+        The peer calls this every chain_poll from a background task, never in the merge
+        path: every peer must see the same mean, which moves fast while the first
+        contributions arrive, but a merge must not wait on a chain that is down.
         """
         try:
             head = self.ledger.block_number()
+            total, count = self._samples
             for event in self.ledger.contributions(from_block=self._next_block, to_block=head):
-                self._samples_sum += event.sample_count
-                self._samples_n += 1
+                total += event.sample_count
+                count += 1
+            self._samples = (total, count)
             self._next_block = head + 1
         except LedgerError:
             pass  # keep what is known while the chain is away
-        return self._samples_sum / self._samples_n if self._samples_n else default
 
     def _refresh(self) -> None:
         """The registry, re-read at most every MEMBERSHIP_TTL s."""
@@ -197,6 +205,7 @@ class Peer:
         if info.peer_id != peer_id_to_bytes(self.peer_id):
             raise PeerError("the peer ID registered on chain for this address is not this key's")
         self.chain.active_nodes()  # warm the registry and sample-count statistics off the loop
+        self.chain.refresh_samples()
         genesis = self.chain.ledger.genesis_model()
         if genesis is None:
             raise PeerError("no genesis model on chain: the admin runs `medgossip admin set-genesis`")
@@ -234,6 +243,7 @@ class Peer:
             nursery.start_soon(self._prefetch_loop)
             nursery.start_soon(self._record_loop)
             nursery.start_soon(self._consent_loop)
+            nursery.start_soon(self._chain_stats_loop)
             if missed and self.state.pending_trained_round() is None:
                 await self._catch_up({hexh(a.delta_hash) for a in missed})
             await self._rounds()
@@ -419,8 +429,8 @@ class Peer:
         Both come from the chain, so every peer computes (nearly) the same number: the
         mean moves as contributions accumulate, and is the same for all readers of the
         same blocks. Before anything is recorded, our own sample count stands in for the
-        mean (a peer merging alone then takes 1/N of its step). Blocking: call from a
-        worker thread.
+        mean (a peer merging alone then takes 1/N of its step). Blocking (the registry is
+        re-read every MEMBERSHIP_TTL s): call from a worker thread.
         """
         default = own_samples or self.config.local_steps * self.config.batch_size
         return self.chain.active_nodes() * self.chain.mean_sample_count(default)
@@ -608,6 +618,11 @@ class Peer:
             while self.state.queued():
                 self.record_wakeup.set()
                 await trio.sleep(0.2)
+
+    async def _chain_stats_loop(self) -> None:
+        while True:
+            await trio.to_thread.run_sync(self.chain.refresh_samples)
+            await trio.sleep(self.config.chain_poll)
 
     async def _consent_loop(self) -> None:
         while True:
