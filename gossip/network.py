@@ -53,6 +53,10 @@ logger = logging.getLogger("gossip.network")
 MiB = 1024 * 1024
 
 
+MAX_RECONNECT_BACKOFF = 30.0
+"""longest pause, in seconds, between two dials of an unreachable bootstrap peer."""
+
+
 @dataclass(frozen=True)
 class GossipConfig:
     """Everything a GossipNetwork needs.  Defaults are the production settings."""
@@ -443,7 +447,12 @@ class GossipNetwork:
         return info.peer_id.to_base58()
 
     async def _keep_connected(self) -> None:
-        """Dial bootstrap peers now and whenever they are gone (restarts, partitions)."""
+        """Dial bootstrap peers now and whenever they are gone (restarts, partitions).
+
+        A peer that stays unreachable is retried with a doubling delay, from
+        reconnect_interval up to MAX_RECONNECT_BACKOFF (py-libp2p logs every failed dial);
+        a peer that comes back usually dials us first anyway.
+        """
         from libp2p.peer.peerinfo import info_from_p2p_addr
 
         infos = []
@@ -452,23 +461,31 @@ class GossipNetwork:
                 infos.append(info_from_p2p_addr(addr))
             except Exception:  # a bootstrap addr without /p2p/: cannot be kept
                 logger.warning("bootstrap address %s has no /p2p/ part; ignored", addr)
+        base = self.config.reconnect_interval
+        delay = {info.peer_id: base for info in infos}
+        next_try = {info.peer_id: 0.0 for info in infos}
         while True:
             connected = set(self.connected_peers())
             for info in infos:
                 peer = info.peer_id.to_base58()
                 if peer in connected or peer == self.peer_id:
+                    delay[info.peer_id] = base
+                    continue
+                if trio.current_time() < next_try[info.peer_id]:
                     continue
                 # The swarm refuses to redial a peer for 60 s after a failed dial (its
                 # "negative cache"); a bootstrap peer that was down, or not started
                 # yet, would stay unreachable that long after it came up.
                 self._parts.host.get_network().unblock_peer(info.peer_id)
                 try:
-                    with trio.fail_after(max(5.0, self.config.reconnect_interval)):
+                    with trio.fail_after(max(5.0, base)):
                         await self._parts.host.connect(info)
                     logger.info("connected to bootstrap peer %s", peer)
-                except Exception as exc:  # unreachable for now; retried next round
+                except Exception as exc:  # unreachable for now; retried later
                     logger.debug("bootstrap %s unreachable: %s: %s", peer, type(exc).__name__, exc)
-            await trio.sleep(self.config.reconnect_interval)
+                    next_try[info.peer_id] = trio.current_time() + delay[info.peer_id]
+                    delay[info.peer_id] = min(2 * delay[info.peer_id], max(base, MAX_RECONNECT_BACKOFF))
+            await trio.sleep(base)
 
     def connected_peers(self) -> list[str]:
         parts = self._running()
