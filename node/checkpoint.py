@@ -218,9 +218,6 @@ class CheckpointStore:
         except FileNotFoundError:
             return None
 
-    def stored_payloads(self) -> list[str]:
-        return [p.stem for p in self.payloads.glob("*.bin")]
-
     # --- local audit trail ----------------------------------------------------------
 
     def save_audit(self, round_: int, record: Mapping[str, Any]) -> None:
