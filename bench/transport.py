@@ -245,14 +245,13 @@ MODES = ("ours", "defaults", "tcp")
 
 def measure(sizes: list[int], reps: int) -> dict:
     """Median MiB/s per mode and size; the modes take turns, one transfer each."""
-    servers, clients = {}, {}
+    servers, clients, infos = {}, {}, {}
     for mode in MODES:
         servers[mode] = spawn("--role", "server", "--mode", mode, "--bytes", *map(str, sizes))
-        info = json.loads(servers[mode].stdout.readline())
-        clients[mode] = spawn("--role", "client", "--mode", mode, "--addr", info["addr"],
-                              "--hashes", json.dumps(info.get("hashes", {})))
+        infos[mode] = json.loads(servers[mode].stdout.readline())
+        clients[mode] = spawn("--role", "client", "--mode", mode, "--addr", infos[mode]["addr"],
+                              "--hashes", json.dumps(infos[mode].get("hashes", {})))
         json.loads(clients[mode].stdout.readline())  # connected
-        servers[mode].info = info  # type: ignore[attr-defined]
 
     def transfer(mode: str, size: int) -> dict:
         clients[mode].stdin.write(f"{size}\n")
@@ -275,7 +274,7 @@ def measure(sizes: list[int], reps: int) -> dict:
     return {
         mode: {
             "mib_per_s": {s: statistics.median(s / MiB / t for t in seconds[mode][s]) for s in sizes},
-            "server_rss_mib": servers[mode].info["rss_mib"],  # type: ignore[attr-defined]
+            "server_rss_mib": infos[mode]["rss_mib"],
             "client_rss_mib": last[mode]["rss_mib"],
         }
         for mode in MODES
