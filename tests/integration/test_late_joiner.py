@@ -21,6 +21,22 @@ LATE_ROUNDS = 3
 TEMPLATE = NodeConfig(rounds=EARLY_ROUNDS, local_steps=8, fan_out=3, chain_poll=0.5, linger=-1, eval_every=4)
 
 
+def _genesis_accuracy(test_data: Path) -> float:
+    """Accuracy of the genesis model every peer starts from, on the common test set."""
+    import numpy as np
+    import torch
+
+    from node.data import load_image_set
+    from node.models import build_model
+
+    images = load_image_set(test_data, size=TEMPLATE.image_size)
+    model = build_model(TEMPLATE.model, num_classes=TEMPLATE.num_classes, in_size=TEMPLATE.image_size,
+                        seed=TEMPLATE.genesis_seed).eval()
+    with torch.no_grad():
+        predicted = model(torch.as_tensor(np.ascontiguousarray(images.images))).argmax(dim=1).numpy()
+    return float((predicted == images.labels).mean())
+
+
 def test_a_hospital_joining_late_merges_the_whole_history_before_it_trains(tmp_path: Path) -> None:
     net = create(tmp_path / "net", 3, template=TEMPLATE, alpha=0.5, seed=5, max_images=240)
     early, late = net.peers[:2], net.peers[2]
@@ -53,9 +69,13 @@ def test_a_hospital_joining_late_merges_the_whole_history_before_it_trains(tmp_p
         # Its model is now the network's: the same updates, each weighted by its sample
         # count over N x the chain's mean sample count. That mean is read when merging,
         # so the early peers' first merges (fewer contributions recorded) weighed a little
-        # differently: close, not equal (the genesis model scores about 0.1-0.2).
+        # differently (the merge normaliser, README "The peer"): close, not equal. Seen over four
+        # runs: 0.0-0.1 below the early peers (0.69-0.79 against 0.75-0.85, on 48 test
+        # images), while the genesis model it started from scores about 0.19.
         mean_early = sum(early_accuracy) / len(early_accuracy)
-        assert catch_up["eval_accuracy"] >= mean_early - 0.10, (catch_up["eval_accuracy"], early_accuracy)
+        genesis = _genesis_accuracy(net.test_data)
+        assert catch_up["eval_accuracy"] >= genesis + 0.3, (catch_up["eval_accuracy"], genesis)
+        assert catch_up["eval_accuracy"] >= mean_early - 0.2, (catch_up["eval_accuracy"], early_accuracy)
         assert [h["round"] for h in late_state.history if not h.get("late_merge")] == list(range(1, LATE_ROUNDS + 1))
 
         net.wait(net.everyone_merged_everything, 60)
