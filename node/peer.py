@@ -277,10 +277,7 @@ class Peer:
             time.monotonic() - started,
         )
         if peers:
-            self.round_started = time.monotonic()
-            self.phases = {}
-            self.learner.base_state = self.learner.state()
-            await self._merge(self.state.round, 0, peers, late=True)
+            await self._merge_untrained(peers)
 
     async def _rounds(self) -> None:
         pending = self.state.pending_trained_round()
@@ -357,10 +354,14 @@ class Peer:
                 await self.prefetched.wait()
             peers = self._take_ready()
             if peers:
-                self.round_started = time.monotonic()
-                self.phases = {}
-                self.learner.base_state = self.learner.state()
-                await self._merge(self.state.round, 0, peers, late=True)
+                await self._merge_untrained(peers)
+
+    async def _merge_untrained(self, peers: list[PeerPayload]) -> None:
+        """Merge peers' updates into the model as it is: our own update is zero."""
+        self.round_started = time.monotonic()
+        self.phases = {}
+        self.learner.base_state = self.learner.state()
+        await self._merge(self.state.round, 0, peers, late=True)
 
     async def _timed(self, phase: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Await fn(*args), adding its wall time to this round's `phase` (status, history)."""
