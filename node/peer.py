@@ -108,18 +108,18 @@ class ChainView:
         return ok
 
     def active_nodes(self) -> int:
-        """How many nodes are registered and active (cached; at least 1)."""
-        self._refresh()
+        """How many nodes are registered and active (at least 1), as of the last refresh()."""
         return self._active
 
     def mean_sample_count(self, default: float) -> float:
         """Mean sample count of all contributions recorded so far (`default` before any),
-        as of the last refresh_samples()."""
+        as of the last refresh()."""
         total, count = self._samples
         return total / count if count else default
 
-    def refresh_samples(self) -> None:
-        """Read the contributions recorded since the last call (incremental).
+    def refresh(self) -> None:
+        """Read the contributions recorded since the last call (incremental), and the
+        registry at most every MEMBERSHIP_TTL s.
 
         The peer calls this every chain_poll from a background task, never in the merge
         path: every peer must see the same mean, which moves fast while the first
@@ -133,17 +133,10 @@ class ChainView:
                 count += 1
             self._samples = (total, count)
             self._next_block = head + 1
-        except LedgerError:
-            pass  # keep what is known while the chain is away
-
-    def _refresh(self) -> None:
-        """The registry, re-read at most every MEMBERSHIP_TTL s."""
-        now = time.monotonic()
-        if now < self._fresh_until:
-            return
-        try:
-            self._active = max(1, sum(1 for n in self.ledger.registered_nodes() if n.active))
-            self._fresh_until = now + MEMBERSHIP_TTL
+            now = time.monotonic()
+            if now >= self._fresh_until:
+                self._active = max(1, sum(1 for n in self.ledger.registered_nodes() if n.active))
+                self._fresh_until = now + MEMBERSHIP_TTL
         except LedgerError:
             pass  # keep what is known while the chain is away
 
@@ -204,8 +197,7 @@ class Peer:
             )
         if info.peer_id != peer_id_to_bytes(self.peer_id):
             raise PeerError("the peer ID registered on chain for this address is not this key's")
-        self.chain.active_nodes()  # warm the registry and sample-count statistics off the loop
-        self.chain.refresh_samples()
+        self.chain.refresh()  # the registry and sample-count statistics, off the loop
         genesis = self.chain.ledger.genesis_model()
         if genesis is None:
             raise PeerError("no genesis model on chain: the admin runs `medgossip admin set-genesis`")
@@ -430,8 +422,8 @@ class Peer:
         Both come from the chain, so every peer computes (nearly) the same number: the
         mean moves as contributions accumulate, and is the same for all readers of the
         same blocks. Before anything is recorded, our own sample count stands in for the
-        mean (a peer merging alone then takes 1/N of its step). Blocking (the registry is
-        re-read every MEMBERSHIP_TTL s): call from a worker thread.
+        mean (a peer merging alone then takes 1/N of its step). Both are cached by
+        ChainView.refresh(): no chain call here.
         """
         default = own_samples or self.config.local_steps * self.config.batch_size
         return self.chain.active_nodes() * self.chain.mean_sample_count(default)
@@ -622,7 +614,7 @@ class Peer:
 
     async def _chain_stats_loop(self) -> None:
         while True:
-            await trio.to_thread.run_sync(self.chain.refresh_samples)
+            await trio.to_thread.run_sync(self.chain.refresh)
             await trio.sleep(self.config.chain_poll)
 
     async def _consent_loop(self) -> None:
