@@ -8,11 +8,12 @@ STAMP  := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 DEMO_ARGS ?=
 
-.PHONY: all install demo test bench clean help
+.PHONY: all install demo test test-fast bench clean help
 
 help:
 	@echo "make demo    install what is missing, then run the 4-peer demo on a local devnet"
 	@echo "make test    install what is missing, then run the whole test suite"
+	@echo "make test-fast  the same without the multi-process scenarios (marked slow): under a minute"
 	@echo "make bench   run the benchmarks (figures in bench/results/)"
 	@echo "make install just install (venv + npm tools)"
 
@@ -20,10 +21,20 @@ all: install
 
 install: $(STAMP) $(NPM_STAMP)
 
-# System headers some wheels build against (fastecdsa, pulled by libp2p, needs GMP).
+# fastecdsa, pulled by libp2p, compiles a C extension against GMP's and Python's
+# headers. Installing them with apt-get needs root, so this step does nothing when both
+# are already there, installs them as root, and otherwise says what to run and stops.
+PY_INCLUDE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 .sysdeps:
-	@if ! ls /usr/include/gmp.h /usr/include/*/gmp.h >/dev/null 2>&1; then \
-	    echo "installing libgmp-dev (needed to build fastecdsa)"; \
+	@gmp=$$(ls /usr/include/gmp.h /usr/include/*/gmp.h 2>/dev/null | head -n 1); \
+	pyh=$$(ls "$(PY_INCLUDE)/Python.h" /usr/include/python3.11/Python.h 2>/dev/null | head -n 1); \
+	if [ -n "$$gmp" ] && [ -n "$$pyh" ]; then \
+	    echo "build headers present ($$gmp, $$pyh): no apt-get needed"; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+	    echo "missing gmp.h or Python.h (fastecdsa, pulled by libp2p, builds against them): run 'sudo apt-get install libgmp-dev python3-dev', then make again" >&2; \
+	    exit 1; \
+	else \
+	    echo "installing libgmp-dev python3-dev (headers fastecdsa, pulled by libp2p, builds against)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgmp-dev python3-dev; \
 	fi
 	@touch $@
@@ -45,6 +56,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Everything but the tests marked `slow` (real peer processes, anvil, the demo).
+test-fast: install
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 bench: install
 	$(PY) bench/ledger.py

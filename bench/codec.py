@@ -143,11 +143,12 @@ def simulate(spec: CodecSpec, sites: list[Images], test: Images, args: argparse.
     for round_ in range(1, args.rounds + 1):
         base_hash = state_hash(state)
         deltas = []
-        for trainer, encoder in zip(trainers, encoders):
+        for p, (trainer, encoder) in enumerate(zip(trainers, encoders)):
+            author = f"0x{p + 1:040x}"  # a distinct address per simulated site
             trainer.load_state_dict(state)
             trainer.train(args.local_steps)
             t0 = time.perf_counter()
-            encoded = encoder.encode(trainer.state_dict(), state, base_hash)
+            encoded = encoder.encode(trainer.state_dict(), state, base_hash, author=author, round=round_)
             t1 = time.perf_counter()
             decoded = decode_delta(encoded.payload, state, base_hash=base_hash)
             decode_s += time.perf_counter() - t1

@@ -29,6 +29,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,23 +37,32 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results" / "learning.json"
 
 
-def simulate(args: argparse.Namespace, workdir: Path) -> dict:
-    import torch
+def hospital_sets(workdir: Path, peers: int, alpha: float, seed: int) -> tuple[list[Any], Any]:
+    """The demo corpus split over `peers` hospitals and ingested: (their ImageSets, test set).
 
-    from node.baselines import centralised_curve, isolated_curves
+    Shared with bench/byzantine.py, so that both benchmarks learn on the same data.
+    """
     from node.data import load_image_set
     from node.data.demo_corpus import make_demo
     from node.data.ingest import ingest
-    from node.learner import Learner, LearnerSettings, PeerPayload
 
-    torch.set_num_threads(1)
-    corpus = make_demo(workdir / "corpus", hospitals=args.peers, alpha=args.alpha, seed=args.seed)
+    corpus = make_demo(workdir / "corpus", hospitals=peers, alpha=alpha, seed=seed)
     sets = []
     for i, folder in enumerate(corpus.hospitals):
         ingest(folder, corpus.labels_csv, workdir / f"data-{i}")
         sets.append(load_image_set(workdir / f"data-{i}"))
     ingest(corpus.test_dir, corpus.labels_csv, workdir / "test")
-    test = load_image_set(workdir / "test")
+    return sets, load_image_set(workdir / "test")
+
+
+def simulate(args: argparse.Namespace, workdir: Path) -> dict:
+    import torch
+
+    from node.baselines import centralised_curve, isolated_curves
+    from node.learner import Learner, LearnerSettings, Network, PeerPayload
+
+    torch.set_num_threads(1)
+    sets, test = hospital_sets(workdir, args.peers, args.alpha, args.seed)
     settings = LearnerSettings(
         local_steps=args.local_steps, lr=args.lr, batch_size=args.batch_size,
         codec=args.codec, merge=args.merge,
@@ -61,6 +71,8 @@ def simulate(args: argparse.Namespace, workdir: Path) -> dict:
 
     rng = random.Random(args.seed)
     learners = [Learner(replace(settings, seed=i), s, test) for i, s in enumerate(sets)]
+    for i, learner in enumerate(learners):
+        learner.author = f"0x{i + 1:040x}"  # a distinct address per simulated hospital
     n = len(learners)
     history: list[list] = [[] for _ in learners]  # each peer's contributions, oldest first
     merged: list[set[bytes]] = [set() for _ in learners]
@@ -73,7 +85,7 @@ def simulate(args: argparse.Namespace, workdir: Path) -> dict:
         for i, c in enumerate(contributions):
             history[i].append(c)  # authors serve every delta they made (keep_payloads=0)
         recorded += [c.sample_count for c in contributions]
-        network_weight = n * sum(recorded) / len(recorded)  # as the peer: N x mean recorded sample count
+        network = Network(n, sum(recorded) / len(recorded))  # as the peer: N nodes, mean recorded sample count
         sent = [0] * n
         for i, learner in enumerate(learners):
             # As the peer does: pick up to fan_out peers with unmerged deltas, take all of them.
@@ -85,7 +97,7 @@ def simulate(args: argparse.Namespace, workdir: Path) -> dict:
                     payloads.append(PeerPayload(f"peer-{j}", c.delta_hash, c.payload, c.sample_count))
                     merged[i].add(c.delta_hash)
                     sent[j] += len(c.payload)
-            outcome = learner.merge(contributions[i].sample_count, payloads, network_weight)
+            outcome = learner.merge(contributions[i].sample_count, payloads, network)
             shares.append(outcome.share)
         t1 = time.perf_counter()
         train_s += sum(c.train_seconds for c in contributions)

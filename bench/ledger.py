@@ -5,6 +5,10 @@ contributions, and the latency of the audit query "contributions of one node" am
 10,000 recorded. Prints a table and writes bench/results/ledger.json.
 
     .venv/bin/python bench/ledger.py [--records 10000] [--latency-samples 200]
+    .venv/bin/python bench/ledger.py --gas-only     # gas per operation only, a few seconds
+
+Each node records rounds 1, 2, 3... (the contract takes one contribution per round,
+rounds strictly increasing per node) with sample counts within its cap.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ RESULTS = REPO / "bench" / "results" / "ledger.json"
 BASE = keccak(b"bench-base")
 ROOT = keccak(b"bench-root")
 WINDOW = 200
+SAMPLE_CAP = 1_024
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -53,6 +58,8 @@ def main() -> None:
     parser.add_argument("--state-interval", type=int, default=None,
                         help="anvil --state-interval (default: dump only on exit; the devnet "
                         "uses 1, which slows anvil as the chain grows)")
+    parser.add_argument("--gas-only", action="store_true",
+                        help="measure and print gas per operation only (writes no JSON)")
     args = parser.parse_args()
     console = Console()
 
@@ -60,9 +67,22 @@ def main() -> None:
         anvil = start_anvil(free_port(), Path(tmp) / "state.json", Path(tmp) / "anvil.log",
                             state_interval=args.state_interval)
         try:
-            results = run(anvil.rpc_url, args, console)
+            if args.gas_only:
+                gas, _, _, _ = measure_gas(anvil.rpc_url, args.nodes)
+                results = {"gas": gas}
+            else:
+                results = run(anvil.rpc_url, args, console)
         finally:
             stop_anvil(anvil.pid)
+
+    if args.gas_only:
+        table = Table(title="AuditLedger gas per operation (anvil)")
+        table.add_column("operation")
+        table.add_column("gas", justify="right")
+        for name, used in results["gas"].items():
+            table.add_row(name, f"{used:,}")
+        console.print(table)
+        return
 
     results["environment"] = {
         "anvil": str(find_anvil().relative_to(REPO)) if find_anvil().is_relative_to(REPO) else "anvil",
@@ -92,33 +112,48 @@ def main() -> None:
     console.print(f"wrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
 
 
-def run(rpc_url: str, args: argparse.Namespace, console: Console) -> dict[str, object]:
+def measure_gas(rpc_url: str, node_count: int) -> tuple[dict[str, int], AuditLedger, list[AuditLedger], list[int]]:
+    """Deploy, register `node_count` nodes and run each operation once: gas per
+    operation, the admin handle, the node handles and each node's next round."""
     admin_key = new_private_key()
     send_ether(rpc_url, ANVIL_FUNDER_KEY, account_address(admin_key), 1_000 * 10**18)
     admin = AuditLedger.deploy(rpc_url, admin_key)
     gas: dict[str, int] = {"deploy": admin.deployment.gas_used if admin.deployment else 0}
 
-    keys = [new_private_key() for _ in range(args.nodes)]
+    keys = [new_private_key() for _ in range(node_count)]
     nodes: list[AuditLedger] = []
     for index, key in enumerate(keys):
         send_ether(rpc_url, ANVIL_FUNDER_KEY, account_address(key), 100 * 10**18)
-        registered = admin.register_node(account_address(key), b"\x00\x25bench-" + bytes([index]))
+        registered = admin.register_node(account_address(key), b"\x00\x25bench-" + bytes([index]), SAMPLE_CAP)
         gas.setdefault("registerNode", registered.gas_used)
         nodes.append(AuditLedger(rpc_url, admin.address, key))
+    next_round = [1] * len(nodes)
+    gas["setSampleCap"] = admin.set_sample_cap(nodes[0].account or "", 2 * SAMPLE_CAP).gas_used
     gas["setGenesisModel"] = admin.set_genesis_model(keccak(b"genesis")).gas_used
     gas["recordContribution"] = nodes[0].record_contribution(
         keccak(b"first"), BASE, 1, 128, ROOT, 0.5).gas_used
+    next_round[0] = 2
     gas["withdrawConsent"] = nodes[0].withdraw_consent(keccak(b"subject")).gas_used
     relayer = AuditLedger(rpc_url, admin.address, admin_key)
     gas["withdrawConsentWithToken"] = relayer.withdraw_consent_with_token(keccak(b"token")).gas_used
-    gas["revokeNode"] = 0  # measured last, on a spare node (below)
+    spare = new_private_key()
+    admin.register_node(account_address(spare), b"\x00\x25spare", SAMPLE_CAP)
+    gas["revokeNode"] = admin.revoke_node(account_address(spare)).gas_used
+    return gas, admin, nodes, next_round
+
+
+def run(rpc_url: str, args: argparse.Namespace, console: Console) -> dict[str, object]:
+    gas, admin, nodes, next_round = measure_gas(rpc_url, args.nodes)
 
     # Sequential: send one, wait for its receipt, repeat.
     latencies: list[float] = []
     started = time.perf_counter()
+    sequential = 1 % len(nodes)
     for i in range(args.latency_samples):
         t0 = time.perf_counter()
-        nodes[1 % len(nodes)].record_contribution(keccak(f"seq-{i}".encode()), BASE, i, 64, ROOT, 0.1)
+        nodes[sequential].record_contribution(
+            keccak(f"seq-{i}".encode()), BASE, next_round[sequential], 64, ROOT, 0.1)
+        next_round[sequential] += 1
         latencies.append((time.perf_counter() - t0) * 1000)
     sequential_rate = args.latency_samples / (time.perf_counter() - started)
 
@@ -133,7 +168,8 @@ def run(rpc_url: str, args: argparse.Namespace, console: Console) -> dict[str, o
     for i in range(todo):
         who = i % len(nodes)
         last[who] = nodes[who].submit_contribution(
-            keccak(f"batch-{i}".encode()), BASE, i // len(nodes), 32, ROOT, 0.01, gas=80_000)
+            keccak(f"batch-{i}".encode()), BASE, next_round[who], 32, ROOT, 0.01, gas=80_000)
+        next_round[who] += 1  # sent in nonce order, so mined in round order
         if (i + 1) % WINDOW == 0 or i + 1 == todo:
             for sender, tx_hash in last.items():
                 nodes[sender].wait_for(tx_hash, timeout=120)
@@ -159,10 +195,6 @@ def run(rpc_url: str, args: argparse.Namespace, console: Console) -> dict[str, o
         t0 = time.perf_counter()
         reader.contributions(delta_hash=probe)
         by_hash_ms.append((time.perf_counter() - t0) * 1000)
-
-    spare = new_private_key()
-    admin.register_node(account_address(spare), b"\x00\x25spare")
-    gas["revokeNode"] = admin.revoke_node(account_address(spare)).gas_used
 
     return {
         "gas": gas,

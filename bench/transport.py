@@ -1,7 +1,7 @@
 """Transport benchmark: our delta protocol vs py-libp2p defaults vs a plain TCP floor.
 
-Each case runs between its own two OS processes (server + client), so the libp2p tuning
-of gossip/_tuning.py, which is process-wide, applies only to case (1).  The three cases
+Each case runs between its own two OS processes (server + client); the libp2p tuning of
+gossip/_tuning.py is negotiated per connection and applies only to case (1).  The three cases
 take turns, one transfer each, so a busy moment on the machine does not fall on one
 case only; each figure is the median of ``--reps`` transfers after one warm-up:
 
@@ -119,10 +119,10 @@ async def client(mode: str, addr: str, hashes: dict) -> None:
     The orchestrator drives all three clients in turn, one transfer at a time, so the
     three modes see the same machine (a slow minute would otherwise hit one mode only).
     """
-    from Crypto.Hash import keccak
+    from eth_hash.auto import keccak
 
     async def receive_hashed(read: object, length: int, got: bytes) -> None:
-        hasher = keccak.new(digest_bits=256)
+        hasher = keccak.new(b"")
         hasher.update(got)
         received = len(got)
         while received < length:

@@ -10,7 +10,15 @@ pragma solidity 0.8.37;
 ///   delta hash; the rest of a contribution (base model, data root, epsilon) is in the
 ///   `ContributionRecorded` event only;
 /// - one flag per withdrawn subject commitment;
-/// - one status slot (and the peer ID) per node.
+/// - one slot per node (status, sample cap, last round, revocation block), plus its
+///   peer ID.
+///
+/// What a registered node can record is bounded here, on chain: one contribution per
+/// round with rounds strictly increasing per node, a sample count within the cap the
+/// admin set for it, and nothing once revoked. Since a revoked node cannot record,
+/// every record on chain was made before its author's revocation: a delta is valid
+/// if and only if it is recorded. Every peer, and every late joiner, decides validity
+/// from the chain alone, the same way.
 contract AuditLedger {
     /// @dev Lifecycle of a node address. Revocation is final: a revoked address
     /// cannot be registered again (register the node under a new key instead).
@@ -20,8 +28,13 @@ contract AuditLedger {
         Revoked
     }
 
+    /// @dev The first four fields pack into one storage slot (8 + 32 + 64 + 64 bits),
+    /// read and written once by `recordContribution`; `peerId` takes its own slots.
     struct Node {
         NodeStatus status;
+        uint32 sampleCap;
+        uint64 lastRound;
+        uint64 revokedAtBlock;
         bytes peerId;
     }
 
@@ -58,10 +71,20 @@ contract AuditLedger {
     error AuditLedgerAlreadyWithdrawn(bytes32 subjectCommitment);
     /// @notice The genesis model can be set only once.
     error AuditLedgerGenesisAlreadySet(bytes32 modelHash);
+    /// @notice A sample cap of zero was given (a node must be allowed some samples).
+    error AuditLedgerZeroSampleCap();
+    /// @notice `round` is not above the last round `node` recorded (rounds start at 1
+    /// and strictly increase per node).
+    error AuditLedgerStaleRound(address node, uint64 round, uint64 lastRound);
+    /// @notice `sampleCount` is above the cap the admin set for `node`.
+    error AuditLedgerSampleCountOverCap(address node, uint32 sampleCount, uint32 sampleCap);
 
     /// @notice A node was registered with its libp2p peer ID.
     event NodeRegistered(address indexed node, bytes peerId);
-    /// @notice A node was revoked; it can no longer record or withdraw.
+    /// @notice A node's sample cap was set, at registration or changed since.
+    event SampleCapSet(address indexed node, uint32 sampleCap);
+    /// @notice A node was revoked; it can no longer record or withdraw. The block of
+    /// this event is the node's `revokedAtBlock`.
     event NodeRevoked(address indexed node);
     /// @notice The consortium's genesis model was fixed.
     event GenesisModelSet(bytes32 indexed modelHash);
@@ -85,11 +108,7 @@ contract AuditLedger {
     }
 
     modifier onlyActiveNode() {
-        NodeStatus status = _nodes[msg.sender].status;
-        if (status != NodeStatus.Active) {
-            if (status == NodeStatus.Revoked) revert AuditLedgerNodeRevoked(msg.sender);
-            revert AuditLedgerNotRegistered(msg.sender);
-        }
+        _requireActive(msg.sender, _nodes[msg.sender].status);
         _;
     }
 
@@ -98,30 +117,49 @@ contract AuditLedger {
         _admin = msg.sender;
     }
 
-    /// @notice Registers a hospital node.
+    /// @notice Registers a hospital node with its sample cap.
     /// @param node The node's Ethereum address (derived from the same secp256k1 key
     /// as its peer ID).
     /// @param peerId The node's libp2p peer ID as raw multihash bytes.
+    /// @param sampleCap The most samples one contribution of the node may declare: the
+    /// agreed size of that hospital's contribution.
     /// @dev Requirements: caller is the admin; `node` is non-zero and was never
-    /// registered; `peerId` is non-empty. Emits {NodeRegistered}.
-    function registerNode(address node, bytes calldata peerId) external onlyAdmin {
+    /// registered; `peerId` is non-empty; `sampleCap` is non-zero.
+    /// Emits {NodeRegistered}, then {SampleCapSet}.
+    function registerNode(address node, bytes calldata peerId, uint32 sampleCap) external onlyAdmin {
         if (node == address(0)) revert AuditLedgerZeroAddress();
         if (peerId.length == 0) revert AuditLedgerEmptyPeerId();
+        if (sampleCap == 0) revert AuditLedgerZeroSampleCap();
         Node storage entry = _nodes[node];
         if (entry.status != NodeStatus.None) revert AuditLedgerAlreadyRegistered(node);
         entry.status = NodeStatus.Active;
+        entry.sampleCap = sampleCap;
         entry.peerId = peerId;
         emit NodeRegistered(node, peerId);
+        emit SampleCapSet(node, sampleCap);
     }
 
-    /// @notice Revokes a node: it can no longer record contributions or withdraw
-    /// consent. Its past records stay.
+    /// @notice Changes an active node's sample cap; it bounds the node's future
+    /// contributions only (past records keep their counts).
+    /// @dev Requirements: caller is the admin; `node` is active; `sampleCap` is
+    /// non-zero. Emits {SampleCapSet}.
+    function setSampleCap(address node, uint32 sampleCap) external onlyAdmin {
+        if (sampleCap == 0) revert AuditLedgerZeroSampleCap();
+        Node storage entry = _nodes[node];
+        _requireActive(node, entry.status);
+        entry.sampleCap = sampleCap;
+        emit SampleCapSet(node, sampleCap);
+    }
+
+    /// @notice Revokes a node for good: it can no longer record contributions or
+    /// withdraw consent. Its past records stay, and stay valid: they were all made
+    /// before this block, which is kept as the node's `revokedAtBlock`.
     /// @dev Requirements: caller is the admin; `node` is active. Emits {NodeRevoked}.
     function revokeNode(address node) external onlyAdmin {
         Node storage entry = _nodes[node];
-        if (entry.status == NodeStatus.Revoked) revert AuditLedgerNodeRevoked(node);
-        if (entry.status != NodeStatus.Active) revert AuditLedgerNotRegistered(node);
+        _requireActive(node, entry.status);
         entry.status = NodeStatus.Revoked;
+        entry.revokedAtBlock = uint64(block.number);
         emit NodeRevoked(node);
     }
 
@@ -136,15 +174,20 @@ contract AuditLedger {
         emit GenesisModelSet(modelHash);
     }
 
-    /// @notice Records one contribution of the calling node.
+    /// @notice Records one contribution of the calling node: at most one per round,
+    /// rounds strictly increasing (the first is 1), within the node's sample cap.
+    /// Only an active node records, so a recorded delta is valid: it was recorded
+    /// before any revocation of its author.
     /// @param deltaHash keccak256 of the canonical delta payload bytes.
     /// @param baseModelHash Hash of the model the delta applies to.
-    /// @param round The node's local round.
-    /// @param sampleCount Number of training samples behind the delta.
+    /// @param round The node's local round; above every round it recorded before.
+    /// @param sampleCount Number of training samples behind the delta; at most the
+    /// node's sample cap.
     /// @param dataRoot Merkle root of the subject commitments used.
     /// @param epsilonMicros Differential-privacy epsilon spent, times 1e6.
     /// @dev Requirements: caller is an active node; `deltaHash` is non-zero and not
-    /// recorded yet. Emits {ContributionRecorded}.
+    /// recorded yet; `round` is above the caller's last round; `sampleCount` is at
+    /// most the caller's sample cap. Emits {ContributionRecorded}.
     function recordContribution(
         bytes32 deltaHash,
         bytes32 baseModelHash,
@@ -152,10 +195,19 @@ contract AuditLedger {
         uint32 sampleCount,
         bytes32 dataRoot,
         uint64 epsilonMicros
-    ) external onlyActiveNode {
+    ) external {
+        Node storage author = _nodes[msg.sender];
+        (NodeStatus status, uint64 lastRound, uint32 sampleCap) =
+            (author.status, author.lastRound, author.sampleCap);
+        _requireActive(msg.sender, status);
         if (deltaHash == bytes32(0)) revert AuditLedgerZeroHash();
+        if (round <= lastRound) revert AuditLedgerStaleRound(msg.sender, round, lastRound);
+        if (sampleCount > sampleCap) {
+            revert AuditLedgerSampleCountOverCap(msg.sender, sampleCount, sampleCap);
+        }
         Contribution storage entry = _contributions[deltaHash];
         if (entry.author != address(0)) revert AuditLedgerDuplicateContribution(deltaHash);
+        author.lastRound = round;
         _contributions[deltaHash] = Contribution(msg.sender, round, sampleCount);
         emit ContributionRecorded(
             deltaHash, msg.sender, round, baseModelHash, sampleCount, dataRoot, epsilonMicros
@@ -191,11 +243,28 @@ contract AuditLedger {
         return _genesisModel;
     }
 
-    /// @notice Whether `node` is an active node, and its peer ID (empty if never
-    /// registered; kept after revocation).
-    function nodeInfo(address node) external view returns (bool active, bytes memory peerId) {
+    /// @notice What the ledger knows of `node`: whether it is active, its peer ID
+    /// (empty if never registered; kept after revocation), its sample cap, the last
+    /// round it recorded (0: none yet) and the block of its revocation (0: not revoked).
+    function nodeInfo(address node)
+        external
+        view
+        returns (
+            bool active,
+            bytes memory peerId,
+            uint32 sampleCap,
+            uint64 lastRound,
+            uint64 revokedAtBlock
+        )
+    {
         Node storage entry = _nodes[node];
-        return (entry.status == NodeStatus.Active, entry.peerId);
+        return (
+            entry.status == NodeStatus.Active,
+            entry.peerId,
+            entry.sampleCap,
+            entry.lastRound,
+            entry.revokedAtBlock
+        );
     }
 
     /// @notice Who recorded `deltaHash`, in which round, with how many samples;
@@ -212,6 +281,14 @@ contract AuditLedger {
     /// @notice Whether the subject's consent was withdrawn.
     function isWithdrawn(bytes32 subjectCommitment) external view returns (bool) {
         return _withdrawn[subjectCommitment];
+    }
+
+    /// @dev Reverts unless `status` (of `node`) is Active, naming why.
+    function _requireActive(address node, NodeStatus status) private pure {
+        if (status != NodeStatus.Active) {
+            if (status == NodeStatus.Revoked) revert AuditLedgerNodeRevoked(node);
+            revert AuditLedgerNotRegistered(node);
+        }
     }
 
     function _withdraw(bytes32 subjectCommitment, bool byToken) private {

@@ -3,8 +3,14 @@
     AuditLedger.sol        the contract (solc 0.8.37, evmVersion cancun)
     artifacts/             the committed ABI + bytecode (running a node needs no compiler)
     compile.py             `python -m contracts.compile [--check]`, via solc-shim.js
-    ledger.py              AuditLedger: deploy, transact, views, event queries (the only
-                           module importing web3)
+    ledger.py              AuditLedger: deploy, transact, views, event queries (the
+                           public API; only contracts/ imports web3)
+    events.py              the one event decoder and the raw-log fast path of queries
+    _args.py               argument checks -> InvalidInput, before anything is sent
+    _sender.py             build / sign / send / wait; local nonce, fees, nonce retry
+    _translate.py          every backend's failure -> contracts.errors (one table of
+                           custom errors: a new Solidity error is one line there)
+    _connect.py            HTTP connection, ABI-derived interface, keys, ether transfers
     records.py             frozen records the binding returns; parse_bytes32
     errors.py              LedgerError hierarchy (every backend's revert translated once)
 

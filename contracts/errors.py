@@ -1,26 +1,36 @@
 """Errors of the chain side. Every web3 / eth-tester / RPC failure is translated into
 one of these, once, in `contracts.ledger` (`raise ... from exc`).
 
-    LedgerError
-    ├── ChainUnavailable          RPC unreachable, refused, timed out, chain stopped
-    ├── ContractNotFound          no AuditLedger code at the configured address
-    ├── InvalidInput              a malformed argument (hash length, address checksum,
-    │                             key, out-of-range number), caught before sending
-    ├── TransactionFailed         the chain rejected or reverted a transaction without
-    │   │                         a project-specific reason (out of gas, bad nonce, ...)
-    │   └── InsufficientFunds     the sending account cannot pay for gas
-    └── ContractRejected          the contract reverted with one of its custom errors
-        ├── NotAdmin              AuditLedgerNotAdmin(caller)
-        ├── NotRegistered         AuditLedgerNotRegistered(node)
-        ├── NodeRevoked           AuditLedgerNodeRevoked(node)
-        ├── AlreadyRegistered     AuditLedgerAlreadyRegistered(node)
-        ├── DuplicateContribution AuditLedgerDuplicateContribution(deltaHash)
-        ├── AlreadyWithdrawn      AuditLedgerAlreadyWithdrawn(subjectCommitment)
-        ├── GenesisAlreadySet     AuditLedgerGenesisAlreadySet(modelHash)
-        └── RejectedArgument      AuditLedgerZeroHash / ZeroAddress / EmptyPeerId
+`LedgerError` derives from the project's root `MedgossipError` (in `gossip.errors`, the
+lowest package); the whole project tree is drawn in `node/errors.py`.
+
+    MedgossipError
+    └── LedgerError
+        ├── ChainUnavailable          RPC unreachable, refused, timed out, chain stopped
+        ├── ContractNotFound          no AuditLedger code at the configured address
+        ├── InvalidInput              a malformed argument (hash length, address checksum,
+        │                             key, out-of-range number), caught before sending
+        ├── TransactionFailed         the chain rejected or reverted a transaction without
+        │   │                         a project-specific reason (out of gas, bad nonce, ...)
+        │   └── InsufficientFunds     the sending account cannot pay for gas
+        └── ContractRejected          the contract reverted with one of its custom errors
+            ├── NotAdmin              AuditLedgerNotAdmin(caller)
+            ├── NotRegistered         AuditLedgerNotRegistered(node)
+            ├── NodeRevoked           AuditLedgerNodeRevoked(node)
+            ├── AlreadyRegistered     AuditLedgerAlreadyRegistered(node)
+            ├── DuplicateContribution AuditLedgerDuplicateContribution(deltaHash)
+            ├── AlreadyWithdrawn      AuditLedgerAlreadyWithdrawn(subjectCommitment)
+            ├── GenesisAlreadySet     AuditLedgerGenesisAlreadySet(modelHash)
+            ├── StaleRound            AuditLedgerStaleRound(node, round, lastRound)
+            ├── SampleCountOverCap    AuditLedgerSampleCountOverCap(node, sampleCount,
+            │                         sampleCap)
+            └── RejectedArgument      AuditLedgerZeroHash / ZeroAddress / EmptyPeerId /
+                                      ZeroSampleCap
 """
 
 from __future__ import annotations
+
+from gossip.errors import MedgossipError
 
 __all__ = [
     "AlreadyRegistered",
@@ -37,11 +47,13 @@ __all__ = [
     "NotAdmin",
     "NotRegistered",
     "RejectedArgument",
+    "SampleCountOverCap",
+    "StaleRound",
     "TransactionFailed",
 ]
 
 
-class LedgerError(Exception):
+class LedgerError(MedgossipError):
     """Base of every chain-side error."""
 
 
@@ -106,5 +118,39 @@ class GenesisAlreadySet(ContractRejected):
     """The genesis model was already set."""
 
 
+class StaleRound(ContractRejected):
+    """The round is not above the node's last recorded round (one contribution per
+    round, rounds strictly increasing per node)."""
+
+    @property
+    def node(self) -> str:
+        return str(self.error_args[0])
+
+    @property
+    def round(self) -> int:
+        return int(self.error_args[1])  # type: ignore[call-overload]
+
+    @property
+    def last_round(self) -> int:
+        return int(self.error_args[2])  # type: ignore[call-overload]
+
+
+class SampleCountOverCap(ContractRejected):
+    """The sample count is above the cap the admin set for the node."""
+
+    @property
+    def node(self) -> str:
+        return str(self.error_args[0])
+
+    @property
+    def sample_count(self) -> int:
+        return int(self.error_args[1])  # type: ignore[call-overload]
+
+    @property
+    def sample_cap(self) -> int:
+        return int(self.error_args[2])  # type: ignore[call-overload]
+
+
 class RejectedArgument(ContractRejected):
-    """The contract rejected a zero hash, zero address or empty peer ID."""
+    """The contract rejected a zero hash, zero address, empty peer ID or zero sample
+    cap."""

@@ -22,6 +22,7 @@ __all__ = [
     "NodeInfo",
     "NodeRegistered",
     "NodeRevocation",
+    "SampleCapSet",
     "SubjectCommitment",
     "TxResult",
     "parse_bytes32",
@@ -37,11 +38,19 @@ _HEX32 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
 @dataclass(frozen=True)
 class NodeInfo:
-    """A node as the contract knows it; `active` is False once revoked."""
+    """A node as the contract knows it; `active` is False once revoked.
+
+    `sample_cap` bounds the sample count of each of its contributions; `last_round` is
+    the last round it recorded (0: none); `revoked_at_block` is the block of its
+    revocation (None: not revoked). Every record of a node precedes its revocation.
+    """
 
     address: str
     peer_id: bytes
     active: bool
+    sample_cap: int
+    last_round: int
+    revoked_at_block: int | None
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,16 @@ class NodeRegistered:
 
 
 @dataclass(frozen=True)
+class SampleCapSet:
+    """A `SampleCapSet` event: at registration, or a change by the admin."""
+
+    node: str
+    sample_cap: int
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
 class NodeRevocation:
     """A `NodeRevoked` event."""
 
@@ -108,19 +127,22 @@ class GenesisModelSet:
 
 
 LedgerEvent = Union[
-    ContributionRecorded, ConsentWithdrawn, NodeRegistered, NodeRevocation, GenesisModelSet
+    ContributionRecorded, ConsentWithdrawn, NodeRegistered, SampleCapSet, NodeRevocation,
+    GenesisModelSet,
 ]
 
 
 @dataclass(frozen=True)
 class TxResult:
-    """A mined, successful transaction and the event it emitted (if any)."""
+    """A mined, successful transaction: `event` is the first event it emitted (if
+    any), `events` all of them in order (registration emits two)."""
 
     tx_hash: str
     block_number: int
     gas_used: int
     event: LedgerEvent | None = None
     contract_address: str | None = None
+    events: tuple[LedgerEvent, ...] = ()
 
 
 def parse_bytes32(text: str, what: str = "hash") -> bytes:

@@ -3,6 +3,7 @@
     anvil.py    locate / start (detached, state persisted) / stop the anvil binary
     manage.py   start_devnet / stop_devnet / devnet_status: deploy, fund, register
     info.py     DevnetInfo, DevNode: devnet.json (mode 0600, holds keys)
+    processes.py  spawn: long-lived children that die with their parent
     errors.py   DevnetError hierarchy
 
 Imports `contracts` only (never gossip or node).

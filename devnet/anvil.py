@@ -4,6 +4,10 @@ anvil is the native binary from the npm package `@foundry-rs/anvil` (started
 directly, never through `npx`: killing npx left anvil running). It listens on
 127.0.0.1 only and persists its chain to `--state FILE` (on SIGTERM, and every
 second with `--state-interval 1`, so even a SIGKILL loses at most a second).
+
+An anvil started for a run (`die_with_parent=True`: the localnet, the tests) ends
+with the process that started it, even one killed hard (see devnet/processes.py);
+`medgossip devnet start` leaves its anvil running on purpose.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from contracts.errors import ChainUnavailable
 from contracts.ledger import probe_chain
 from devnet.errors import AnvilNotFound, DevnetStartFailed, PortInUse
+from devnet.processes import spawn
 
 __all__ = [
     "ANVIL_ENV",
@@ -109,11 +114,14 @@ def start_anvil(
     timeout: float = 30.0,
     block_time: float | None = None,
     state_interval: int | None = 1,
+    die_with_parent: bool = False,
 ) -> AnvilProcess:
     """Start anvil detached (own session) on 127.0.0.1:`port` and wait for its RPC.
 
     `state_interval` seconds between state dumps (None: only on SIGTERM). Each dump
     rewrites the whole chain: beyond a few thousand blocks it slows anvil down.
+    `die_with_parent`: SIGTERM anvil when this process dies (call from the main
+    thread); False keeps it running after we exit, as `medgossip devnet start` wants.
     """
     binary = find_anvil()
     if not port_is_free(port):
@@ -133,19 +141,12 @@ def start_anvil(
     if block_time is not None:
         command += ["--block-time", str(block_time)]
     with open(log_file, "ab") as log:
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
+        proc = spawn(command, stdout=log, stderr=subprocess.STDOUT, die_with_parent=die_with_parent)
     _children[proc.pid] = proc
     rpc_url = f"http://127.0.0.1:{port}"
     try:
         wait_for_rpc(rpc_url, timeout, proc=proc, log_file=log_file)
-    except DevnetStartFailed:
+    except BaseException:  # also Ctrl-C / SIGTERM while waiting: no anvil left behind
         stop_anvil(proc.pid)
         raise
     return AnvilProcess(proc.pid, port, rpc_url, state_file, log_file)

@@ -1,17 +1,24 @@
 """Errors of the local devnet (anvil) management.
 
-    DevnetError
-    ├── AnvilNotFound        the anvil binary is not installed (run `make install`)
-    ├── PortInUse            the RPC port on 127.0.0.1 is taken
-    ├── DevnetStartFailed    anvil exited or never answered; the message quotes its log
-    ├── DevnetNotRunning     no devnet.json, or its anvil is not running
-    └── DevnetFileError      devnet.json is missing, unreadable or malformed
+`DevnetError` derives from the project's root `MedgossipError` (in `gossip.errors`, the
+lowest package, which imports nothing of ours); the whole project tree is drawn in
+`node/errors.py`.
+
+    MedgossipError
+    └── DevnetError
+        ├── AnvilNotFound        the anvil binary is not installed (run `make install`)
+        ├── PortInUse            the RPC port on 127.0.0.1 is taken
+        ├── DevnetStartFailed    anvil exited or never answered; the message quotes its log
+        ├── DevnetNotRunning     no devnet.json, or its anvil is not running
+        └── DevnetFileError      devnet.json is missing, unreadable or malformed
 
 Chain-side failures while deploying or registering surface as `contracts.errors`
 exceptions (LedgerError), unchanged.
 """
 
 from __future__ import annotations
+
+from gossip.errors import MedgossipError
 
 __all__ = [
     "AnvilNotFound",
@@ -23,7 +30,7 @@ __all__ = [
 ]
 
 
-class DevnetError(Exception):
+class DevnetError(MedgossipError):
     """Base of devnet errors."""
 
 

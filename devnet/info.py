@@ -11,10 +11,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from devnet.errors import DevnetFileError
+from gossip.files import atomic_write
 
 __all__ = ["DEVNET_FILE", "DevNode", "DevnetInfo"]
 
 DEVNET_FILE = "devnet.json"
+_REDO = "it is written by `medgossip devnet start`; move it away and start the devnet again"
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,8 @@ class DevnetInfo:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write atomically with mode 0600 (the file holds private keys)."""
         target = Path(path)
-        tmp = target.with_name(target.name + ".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(self.to_json())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, target)
+            atomic_write(target, self.to_json(), mode=0o600)
         except OSError as exc:
             raise DevnetFileError(f"cannot write {target}: {exc.strerror or exc}") from exc
 
@@ -94,8 +91,15 @@ class DevnetInfo:
             raise DevnetFileError(
                 f"{target} not found: start a devnet with `medgossip devnet start`"
             ) from exc
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DevnetFileError(f"cannot read {target}: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise DevnetFileError(
+                f"{target} is not valid JSON ({exc.msg}, line {exc.lineno}): {_REDO}"
+            ) from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            raise DevnetFileError(f"cannot read {target} ({reason}): {_REDO}") from exc
+        if not isinstance(data, dict):
+            raise DevnetFileError(f"{target} does not hold a JSON object: {_REDO}")
         try:
             nodes = tuple(
                 DevNode(
@@ -122,5 +126,7 @@ class DevnetInfo:
                 deployed_block=int(data.get("deployed_block", 0)),
                 extra={k: v for k, v in data.items() if k not in known and k != "nodes"},
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DevnetFileError(f"{target} is malformed: {exc!r}") from exc
+        except KeyError as exc:
+            raise DevnetFileError(f"{target} has no {exc.args[0]!r} entry: {_REDO}") from exc
+        except (TypeError, ValueError) as exc:
+            raise DevnetFileError(f"{target} is malformed ({exc}): {_REDO}") from exc

@@ -1,10 +1,11 @@
 """Start, stop and inspect the local devnet of one directory.
 
-    start_devnet(workdir, nodes=4, port=8545, peer_id_of=...)  -> DevnetInfo
+    start_devnet(workdir, nodes=4, port=8545, peer_id_of=..., sample_cap=320) -> DevnetInfo
     stop_devnet(workdir)                                        -> bool
     devnet_status(workdir)                                      -> DevnetStatus
 
-The first start deploys AuditLedger and registers the dev nodes; a restart re-uses
+The first start deploys AuditLedger and registers the dev nodes, each with the same
+sample cap (the most samples one contribution may declare); a restart re-uses
 the state file, finds the recorded contract (its code is there) and keeps every
 record. Node identities are fresh secp256k1 keys (not anvil's well-known dev keys),
 funded from anvil's first dev account. Peer IDs are computed by `peer_id_of`, which
@@ -29,6 +30,7 @@ from devnet.info import DEVNET_FILE, DevNode, DevnetInfo
 __all__ = [
     "ANVIL_FUNDER_KEY",
     "DEFAULT_PORT",
+    "DEFAULT_SAMPLE_CAP",
     "DevnetStatus",
     "PeerIdOf",
     "devnet_status",
@@ -44,6 +46,9 @@ LOG_FILE = "anvil.log"
 
 ANVIL_FUNDER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 """anvil's first well-known dev account (test mnemonic): used only to fund fresh keys."""
+
+DEFAULT_SAMPLE_CAP = 320
+"""A dev node's sample cap: the default 10 local steps x batch 32."""
 
 ADMIN_FUNDS = 1_000 * 10**18
 NODE_FUNDS = 100 * 10**18
@@ -73,17 +78,24 @@ def start_devnet(
     peer_id_of: PeerIdOf | None = None,
     *,
     timeout: float = 30.0,
+    die_with_parent: bool = False,
+    sample_cap: int = DEFAULT_SAMPLE_CAP,
 ) -> DevnetInfo:
     """Start (or restart) the devnet of `workdir` and return its devnet.json contents.
 
     Already running: returns the recorded info unchanged. Restart: same state file and
     port (unless `port` is given), contract re-used if its code is there, missing dev
     nodes (up to `nodes`) added. First start: deploy, register `nodes` dev nodes.
+    Nodes registered by this call get `sample_cap`; nodes already registered keep theirs.
+    `die_with_parent`: anvil ends with this process (a run's own chain); False: it
+    outlives us (`medgossip devnet start`).
     """
     if peer_id_of is None:
         raise TypeError("start_devnet needs peer_id_of (secret -> raw peer ID bytes)")
     if nodes < 0:
         raise ValueError("nodes must be >= 0")
+    if not 1 <= sample_cap < 2**32:
+        raise ValueError("sample_cap must be in [1, 2**32 - 1]")
     root = Path(workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
@@ -97,10 +109,10 @@ def start_devnet(
     chosen_port = port if port is not None else (previous.port if previous else DEFAULT_PORT)
     state_file = root / STATE_FILE
     log_file = root / LOG_FILE
-    anvil = start_anvil(chosen_port, state_file, log_file, timeout=timeout)
+    anvil = start_anvil(chosen_port, state_file, log_file, timeout=timeout, die_with_parent=die_with_parent)
     try:
         info = _provision(root, anvil.rpc_url, anvil.pid, chosen_port, state_file, log_file,
-                          nodes, peer_id_of, previous)
+                          nodes, peer_id_of, previous, sample_cap)
     except BaseException:
         stop_anvil(anvil.pid)
         raise
@@ -118,6 +130,7 @@ def _provision(
     node_count: int,
     peer_id_of: PeerIdOf,
     previous: DevnetInfo | None,
+    sample_cap: int,
 ) -> DevnetInfo:
     if previous is not None:
         existing = AuditLedger(rpc_url, previous.contract, previous.admin_key)
@@ -126,7 +139,7 @@ def _provision(
             info = replace(previous, rpc_url=rpc_url, anvil_pid=pid, port=port,
                            state_file=str(state_file), log_file=str(log_file),
                            chain_id=existing.chain_id)
-            return _add_nodes(info, existing, node_count, peer_id_of)
+            return _add_nodes(info, existing, node_count, peer_id_of, sample_cap)
         log.warning("no contract at %s after restart (state lost): deploying anew",
                     previous.contract)
 
@@ -150,11 +163,11 @@ def _provision(
         log_file=str(log_file),
         deployed_block=ledger.deployment.block_number if ledger.deployment else 0,
     )
-    return _add_nodes(info, ledger, node_count, peer_id_of)
+    return _add_nodes(info, ledger, node_count, peer_id_of, sample_cap)
 
 
 def _add_nodes(
-    info: DevnetInfo, ledger: AuditLedger, node_count: int, peer_id_of: PeerIdOf
+    info: DevnetInfo, ledger: AuditLedger, node_count: int, peer_id_of: PeerIdOf, sample_cap: int
 ) -> DevnetInfo:
     nodes = list(info.nodes)
     for index in range(len(nodes), node_count):
@@ -167,8 +180,8 @@ def _add_nodes(
             peer_id=bytes(peer_id_of(secret)),
         )
         send_ether(info.rpc_url, ANVIL_FUNDER_KEY, node.address, NODE_FUNDS)
-        ledger.register_node(node.address, node.peer_id)
-        log.info("registered %s at %s", node.name, node.address)
+        ledger.register_node(node.address, node.peer_id, sample_cap)
+        log.info("registered %s at %s (sample cap %d)", node.name, node.address, sample_cap)
         nodes.append(node)
     return replace(info, nodes=tuple(nodes))
 

@@ -1,22 +1,31 @@
-"""Exceptions raised by the gossip layer.
+"""Exceptions raised by the gossip layer, and ``MedgossipError``, the project's root.
 
-Every third-party exception (libp2p, trio, multiaddr, protobuf) is translated once, where
-it crosses into this package, with ``raise ... from exc``::
+``MedgossipError`` lives here because ``gossip`` is the lowest package (it imports none
+of the others), so ``node``, ``contracts`` and ``devnet`` can all derive from it; the
+command line catches it, once, to print one line instead of a traceback.  The whole
+project tree is drawn in ``node/errors.py``.
 
-    GossipError
-     ├── InvalidIdentity          a secret, key file or peer ID that cannot be used
-     ├── ConfigError              a GossipConfig that cannot work (bad multiaddr, limits)
-     ├── NetworkNotRunning        the GossipNetwork is not (or no longer) started
-     ├── AnnouncementError        an announcement that cannot be encoded/decoded
-     │    └── AnnouncementTooLarge   over GossipConfig.max_announcement bytes
-     ├── PayloadTooLarge          provide()/serve of more than GossipConfig.max_payload
-     ├── TransferError            one transfer from one peer went wrong
-     │    ├── PeerUnreachable        could not dial / open the stream
-     │    ├── PeerRefused            the peer answered "not found" / "refused" / "busy"
-     │    ├── TransferTimeout        the peer was too slow
-     │    ├── TruncatedTransfer      the stream ended before the announced length
-     │    └── HashMismatch           the bytes do not hash to the requested keccak256
-     └── FetchFailed              every holder failed; ``.reasons`` maps peer -> reason
+Every third-party exception (libp2p, trio, multiaddr, protobuf, OS errors on the key
+file) is translated once, where it crosses into this package, with
+``raise ... from exc``::
+
+    MedgossipError
+    └── GossipError
+         ├── InvalidIdentity          a secret, key file or peer ID that cannot be used
+         ├── GossipConfigError        a GossipConfig that cannot work (bad multiaddr, limits)
+         ├── UnsupportedLibp2p        the installed py-libp2p is not the one _tuning patches
+         ├── NetworkNotRunning        the GossipNetwork is not (or no longer) started
+         ├── AnnouncementError        an announcement that cannot be encoded/decoded
+         │    └── AnnouncementTooLarge   over GossipConfig.max_announcement bytes
+         ├── PayloadOverLimit         provide()/serve of more than GossipConfig.max_payload
+         ├── PayloadHashMismatch      provide() of a payload under a hash it does not have
+         ├── TransferError            one transfer from one peer went wrong
+         │    ├── PeerUnreachable        could not dial / open the stream
+         │    ├── PeerRefused            the peer answered "not found" / "refused" / "busy"
+         │    ├── TransferTimeout        the peer was too slow
+         │    ├── TruncatedTransfer      the stream ended before the announced length
+         │    └── HashMismatch           the bytes do not hash to the requested keccak256
+         └── FetchFailed              every holder failed; ``.reasons`` maps peer -> reason
 
 ``FetchFailed`` carries the per-peer ``TransferError``s as data (``reasons``), so a caller
 can log them without catching each kind separately.
@@ -29,22 +38,34 @@ from collections.abc import Mapping
 __all__ = [
     "AnnouncementError",
     "AnnouncementTooLarge",
-    "ConfigError",
     "FetchFailed",
+    "GossipConfigError",
     "GossipError",
     "HashMismatch",
     "InvalidIdentity",
+    "MedgossipError",
     "NetworkNotRunning",
-    "PayloadTooLarge",
+    "PayloadHashMismatch",
+    "PayloadOverLimit",
     "PeerRefused",
     "PeerUnreachable",
     "TransferError",
     "TransferTimeout",
     "TruncatedTransfer",
+    "UnsupportedLibp2p",
 ]
 
 
-class GossipError(Exception):
+class MedgossipError(Exception):
+    """Root of every error medgossip raises on purpose (node, gossip, contracts, devnet).
+
+    Its message is meant for the person running the command: what went wrong and,
+    where there is one, what to do about it.  Anything else reaching the command line
+    is a bug and keeps its traceback.
+    """
+
+
+class GossipError(MedgossipError):
     """Base class of every error raised by ``gossip``."""
 
 
@@ -52,8 +73,12 @@ class InvalidIdentity(GossipError):
     """A secret, key file or peer ID that is not a usable secp256k1 identity."""
 
 
-class ConfigError(GossipError):
+class GossipConfigError(GossipError):
     """A GossipConfig value that cannot work."""
+
+
+class UnsupportedLibp2p(GossipError):
+    """The installed py-libp2p no longer has the internals ``gossip._tuning`` patches."""
 
 
 class NetworkNotRunning(GossipError):
@@ -68,8 +93,12 @@ class AnnouncementTooLarge(AnnouncementError):
     """The encoded announcement is larger than the configured limit."""
 
 
-class PayloadTooLarge(GossipError):
+class PayloadOverLimit(GossipError):
     """A payload larger than GossipConfig.max_payload."""
+
+
+class PayloadHashMismatch(GossipError):
+    """``provide()`` was given a payload that does not hash to the delta hash given."""
 
 
 class TransferError(GossipError):

@@ -8,6 +8,9 @@
   pubsub frame, a truncated stream, anything -- escapes into py-libp2p's connection
   nursery (where it killed the process).  What is dropped is counted and logged by peer
   and exception type, never with the bytes.
+
+The handler table and ``Pubsub.push_msg`` are py-libp2p internals: both are reached only
+through gossip/_tuning.py, whose fingerprint check covers them.
 """
 
 from __future__ import annotations
@@ -116,8 +119,14 @@ def guard_handler(
 
 
 def guard_all_handlers(host: Any, gate: MembershipGate, drops: DropCounter) -> list[str]:
-    """Wrap every handler registered on ``host``; return the protocols guarded."""
-    handlers = host.multiselect.handlers
+    """Wrap every handler registered on ``host``; return the protocols guarded.
+
+    Rewrites the host's handler table in place (a py-libp2p internal, reached through
+    gossip/_tuning.py, which checks it against the pinned library).
+    """
+    from gossip._tuning import stream_handlers
+
+    handlers = stream_handlers(host)
     guarded: list[str] = []
     for protocol, handler in list(handlers.items()):
         if protocol is None or handler is None:

@@ -4,6 +4,10 @@ Security defaults (py-libp2p's own defaults accept plaintext and secio dialers a
 Mplex): the only security transport offered or accepted is Noise, the only muxer Yamux,
 pubsub signing is strict, inbound pubsub RPCs are capped at 1 MiB (GossipSub's own
 limit) and the pubsub message-id seqno is seeded from the nanosecond clock.
+
+A tuned host (the default) offers the tuned Yamux as ``/medgossip-yamux/1.0.0`` before the
+standard ``/yamux/1.0.0``, so it talks tuned to tuned hosts and standard to everyone else;
+an untuned host offers only ``/yamux/1.0.0`` with py-libp2p's own classes (see _tuning.py).
 """
 
 from __future__ import annotations
@@ -11,8 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gossip import _tuning
-from gossip.errors import ConfigError, InvalidIdentity
+from gossip.errors import GossipConfigError, InvalidIdentity
 from gossip.logs import configure_libp2p_logging
 
 __all__ = ["HostParts", "PUBSUB_PROTOCOLS", "build_host", "parse_multiaddrs"]
@@ -42,7 +45,7 @@ def parse_multiaddrs(addrs: list[str] | tuple[str, ...]) -> list[Any]:
         try:
             parsed.append(multiaddr.Multiaddr(text))
         except Exception as exc:  # multiaddr raises several unrelated types
-            raise ConfigError(f"not a multiaddr: {text!r}") from exc
+            raise GossipConfigError(f"not a multiaddr: {text!r}") from exc
     return parsed
 
 
@@ -63,12 +66,12 @@ def build_host(
     from libp2p.pubsub.pubsub import Pubsub
     from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
     from libp2p.security.noise.transport import Transport as NoiseTransport
-    from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-    from libp2p.stream_muxer.yamux.yamux import Yamux
+
+    from gossip import _tuning
 
     configure_libp2p_logging()
-    if tuned:
-        _tuning.apply_transport_tuning()
+    _tuning.require_library()
+    noise = _tuning.TunedNoiseTransport if tuned else NoiseTransport
     try:
         key_pair = create_new_key_pair(secret)
     except ValueError as exc:
@@ -76,11 +79,11 @@ def build_host(
     host = libp2p.new_host(
         key_pair=key_pair,
         sec_opt={
-            TProtocol(NOISE_PROTOCOL_ID): NoiseTransport(
+            TProtocol(NOISE_PROTOCOL_ID): noise(
                 key_pair, noise_privkey=create_x25519().private_key
             )
         },
-        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        muxer_opt=_tuning.muxer_options(tuned),
         enable_mDNS=enable_mdns,
     )
     gossipsub = GossipSub(

@@ -5,10 +5,10 @@ public key (37 bytes, under libp2p's 42-byte inlining limit), so the public key 
 therefore the Ethereum address -- can be recovered from the peer ID alone.  That is what
 lets the ledger check "the peer that signed this announcement is registered node X".
 
-Pure functions over coincurve, base58 and eth-hash: importing this module does not import
-libp2p, and nothing here needs a running host.  Signatures are *not* interchangeable
-between the two worlds (libp2p signs sha256 + DER, Ethereum keccak + 65-byte recoverable);
-only the key is shared.
+Pure functions over coincurve, base58, eth-hash (the project's one keccak) and eth-utils
+(the EIP-55 checksum): importing this module does not import libp2p, and nothing here
+needs a running host.  Signatures are *not* interchangeable between the two worlds
+(libp2p signs sha256 + DER, Ethereum keccak + 65-byte recoverable); only the key is shared.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from typing import NewType
 import base58
 import coincurve
 from eth_hash.auto import keccak
+from eth_utils import to_checksum_address
 
 from gossip.errors import InvalidIdentity
+from gossip.files import atomic_write
 
 __all__ = [
     "PeerId",
@@ -72,24 +74,48 @@ def _private_key(secret: bytes) -> coincurve.PrivateKey:
 def load_or_create_secret(path: str | os.PathLike[str]) -> bytes:
     """Load the hex secret stored at ``path``; create it (mode 0600) if the file is absent.
 
-    Raises InvalidIdentity if the file exists but does not hold a valid secret.
+    Raises InvalidIdentity, naming the file and what to do, if the file exists but does
+    not hold a valid secret, cannot be read, or cannot be created.
     """
     target = Path(path)
     if target.exists():
+        return _read_secret(target)
+    return _create_secret(target)
+
+
+_KEY_FILE_HOLDS = f"it must hold {2 * SECRET_LENGTH} hex characters, a secp256k1 secret"
+_WHAT_TO_DO = "give the right file, or a path that does not exist yet to create a new key"
+
+
+def _read_secret(target: Path) -> bytes:
+    try:
         text = target.read_text(encoding="ascii").strip()
-        if text.startswith("0x"):
-            text = text[2:]
-        try:
-            secret = bytes.fromhex(text)
-        except ValueError as exc:
-            raise InvalidIdentity(f"{target} does not contain a hex secret") from exc
-        _private_key(secret)
-        return secret
+    except UnicodeDecodeError as exc:
+        raise InvalidIdentity(
+            f"{target} is not a key file: {_KEY_FILE_HOLDS}; {_WHAT_TO_DO}"
+        ) from exc
+    except OSError as exc:
+        raise InvalidIdentity(
+            f"cannot read key file {target} ({exc.strerror or exc}); give a readable file"
+        ) from exc
+    try:
+        return _private_key(bytes.fromhex(text.removeprefix("0x"))).secret
+    except (ValueError, InvalidIdentity) as exc:
+        raise InvalidIdentity(
+            f"{target} does not hold a valid key: {_KEY_FILE_HOLDS}; {_WHAT_TO_DO}"
+        ) from exc
+
+
+def _create_secret(target: Path) -> bytes:
     secret = generate_secret()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(secret.hex() + "\n")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, secret.hex() + "\n", mode=0o600, exclusive=True)
+    except OSError as exc:
+        raise InvalidIdentity(
+            f"cannot create key file {target} ({exc.strerror or exc}); "
+            "give a key file path in a folder that exists or can be created"
+        ) from exc
     return secret
 
 
@@ -147,10 +173,4 @@ def eth_address_from_peer_id(peer_id: str | bytes) -> str:
     """The EIP-55 checksummed Ethereum address of the key behind a secp256k1 peer ID."""
     compressed = public_key_from_peer_id(peer_id)
     uncompressed = coincurve.PublicKey(compressed).format(compressed=False)
-    address = keccak(uncompressed[1:])[-20:].hex()
-    digest = keccak(address.encode("ascii")).hex()
-    checksummed = "".join(
-        char.upper() if char.isalpha() and int(digest[index], 16) >= 8 else char
-        for index, char in enumerate(address)
-    )
-    return "0x" + checksummed
+    return to_checksum_address(keccak(uncompressed[1:])[-20:])

@@ -24,9 +24,10 @@ import trio
 
 from gossip.errors import (
     AnnouncementError,
-    ConfigError,
     FetchFailed,
+    GossipConfigError,
     NetworkNotRunning,
+    PayloadHashMismatch,
     PeerRefused,
     PeerUnreachable,
     TransferError,
@@ -85,19 +86,22 @@ class GossipConfig:
     reconnect_interval: float = 2.0
     announcement_buffer: int = 1024
     tuned_transport: bool = True
-    """Apply gossip/_tuning.py (all hosts of a network must agree; see that module)."""
+    """Offer the tuned transport of gossip/_tuning.py to peers that offer it too.
+
+    Negotiated per connection: a tuned host talks standard Yamux to an untuned peer.
+    False offers only py-libp2p's standard Noise and Yamux (nothing process-wide)."""
 
     def __post_init__(self) -> None:
         if not self.network_id or "/" in self.network_id:
-            raise ConfigError("network_id must be a non-empty string without '/'")
+            raise GossipConfigError("network_id must be a non-empty string without '/'")
         if isinstance(self.listen, str) or isinstance(self.bootstrap, str):
-            raise ConfigError("listen and bootstrap are lists of multiaddrs")
+            raise GossipConfigError("listen and bootstrap are lists of multiaddrs")
         if self.max_payload <= 0 or self.max_provided_bytes < self.max_payload:
-            raise ConfigError("need 0 < max_payload <= max_provided_bytes")
+            raise GossipConfigError("need 0 < max_payload <= max_provided_bytes")
         if not 256 <= self.max_announcement <= 64 * 1024:
-            raise ConfigError("max_announcement must be 256 B .. 64 KiB")
+            raise GossipConfigError("max_announcement must be 256 B .. 64 KiB")
         if self.max_transfers_per_peer < 1:
-            raise ConfigError("max_transfers_per_peer must be >= 1")
+            raise GossipConfigError("max_transfers_per_peer must be >= 1")
 
     @property
     def topic(self) -> str:
@@ -197,9 +201,23 @@ class GossipNetwork:
             self._nursery.cancel_scope.cancel()
         self._send.close()
         if stack is not None:
+            await self._close_connections()
             # Exit in this task and outside any new cancel scope: the stack holds
             # nurseries opened in __aenter__.
             await stack.__aexit__(exc_type, exc, tb)
+
+    async def _close_connections(self) -> None:
+        """Close every connection so peers see us leave at once.
+
+        Stopping the swarm service only cancels its tasks: the sockets stayed open and
+        other peers kept us as connected (and waited out a stream timeout) until they
+        noticed.  Shielded, so it also runs when we are leaving because of a cancel.
+        """
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            try:
+                await self._parts.host.get_network().close()
+            except Exception:  # leaving anyway: cancelling the service is the fallback
+                logger.debug("closing the swarm failed", exc_info=True)
 
     def _running(self) -> Any:
         if self._stack is None or self._parts is None:
@@ -209,16 +227,12 @@ class GossipNetwork:
     # ---------------------------------------------------------------- guards
     def _guard_pubsub(self, pubsub: Any) -> None:
         """No malformed pubsub message may raise out of push_msg (it would stop Pubsub)."""
-        original = pubsub.push_msg
-        drops = self._drops
+        from gossip._tuning import guard_push_msg
 
-        async def push_msg(forwarder: Any, msg: Any) -> None:
-            try:
-                await original(forwarder, msg)
-            except Exception as exc:  # boundary: network input; counted and logged
-                drops.drop(f"pubsub_message:{type(exc).__name__}", str(forwarder))
+        def dropped(forwarder: str, exc: Exception) -> None:
+            self._drops.drop(f"pubsub_message:{type(exc).__name__}", forwarder)
 
-        pubsub.push_msg = push_msg
+        guard_push_msg(pubsub, dropped)
 
     async def _validate(self, forwarder: Any, msg: Any) -> bool:
         forwarder_id = str(forwarder)
@@ -294,7 +308,7 @@ class GossipNetwork:
         for text in addrs:
             try:
                 parsed.extend(parse_multiaddrs([text]))
-            except ConfigError:
+            except GossipConfigError:
                 self._drops.drop("announcement_bad_addr", "?")
         if parsed:
             self._parts.host.get_peerstore().add_addrs(ID(bytes(raw_peer)), parsed, 600)
@@ -315,10 +329,10 @@ class GossipNetwork:
     def provide(self, delta_hash: bytes, payload: bytes) -> None:
         """Serve ``payload`` under ``delta_hash`` (keccak256 checked); LRU-bounded memory.
 
-        Raises ValueError if the hash does not match, PayloadTooLarge over max_payload.
+        Raises PayloadHashMismatch if the hash does not match, PayloadOverLimit over max_payload.
         """
         if keccak256(payload) != delta_hash:
-            raise ValueError("delta_hash is not keccak256(payload)")
+            raise PayloadHashMismatch("delta_hash is not keccak256(payload)")
         self._store.put(delta_hash, payload)
 
     def has_payload(self, delta_hash: bytes) -> bool:
@@ -433,10 +447,10 @@ class GossipNetwork:
         parts = self._running()
         try:
             info = info_from_p2p_addr(parse_multiaddrs([multiaddr_text])[0])
-        except ConfigError:
+        except GossipConfigError:
             raise
         except Exception as exc:  # multiaddr without /p2p/
-            raise ConfigError(f"{multiaddr_text!r} has no /p2p/<peer id>") from exc
+            raise GossipConfigError(f"{multiaddr_text!r} has no /p2p/<peer id>") from exc
         try:
             with trio.fail_after(timeout):
                 await parts.host.connect(info)

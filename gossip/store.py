@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from gossip.errors import PayloadTooLarge
+from gossip.errors import PayloadOverLimit
 
 __all__ = ["PayloadStore"]
 
@@ -20,7 +20,7 @@ class PayloadStore:
 
     def put(self, delta_hash: bytes, payload: bytes) -> None:
         if len(payload) > self._max_item or len(payload) > self._max_bytes:
-            raise PayloadTooLarge(
+            raise PayloadOverLimit(
                 f"payload of {len(payload)} bytes over the limit "
                 f"({min(self._max_item, self._max_bytes)})"
             )

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import trio
-from Crypto.Hash import keccak
+from eth_hash.auto import keccak
 
 from gossip.errors import (
     HashMismatch,
@@ -75,7 +75,8 @@ class TransferLimits:
 
 
 def keccak256(data: bytes) -> bytes:
-    return keccak.new(data=data, digest_bits=256).digest()
+    """keccak256 as the chain computes it (eth-hash: the one keccak of the project)."""
+    return bytes(keccak(data))
 
 
 async def _read_some(stream: Any, n: int, stall_timeout: float, done: int, total: int) -> bytes:
@@ -100,11 +101,11 @@ async def _receive_hashed(stream: Any, length: int, stall_timeout: float) -> tup
     """Read exactly ``length`` payload bytes; return them with their keccak256.
 
     keccak costs about as much CPU as everything else on the receiving side, and
-    pycryptodome releases the GIL while it hashes, so one worker thread hashes the chunks
-    already read (in order: a single worker takes them first in, first out) while this
-    task reads the next ones: the two overlap on two cores.
+    eth-hash's backend (pycryptodome) releases the GIL while it hashes, so one worker
+    thread hashes the chunks already read (in order: a single worker takes them first
+    in, first out) while this task reads the next ones: the two overlap on two cores.
     """
-    hasher = keccak.new(digest_bits=256)
+    hasher = keccak.new(b"")
     parts: list[bytes] = []
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keccak")
     try:

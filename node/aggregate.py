@@ -18,8 +18,12 @@ Rules (Flower's ``aggregate.py`` is the model):
 - :func:`coordinate_median` -- coordinate-wise median (mean of the two middle values
   when the number of updates is even, like ``numpy.median``).
 - :func:`trimmed_mean` -- per coordinate, drop the ``floor(beta * n)`` largest and the
-  same number of smallest values, average the rest (Yin et al. 2018).
+  same number of smallest values (at least one each when ``beta > 0`` and ``n >= 3``),
+  average the rest (Yin et al. 2018).
 - :func:`krum` -- (multi-)Krum (Blanchard et al. 2017), see its docstring.
+
+Norms: :func:`l2_norm` of an update (its floating tensors as one vector) and
+:func:`clip_norm`, which scales an update down to a given L2 norm (a step bound).
 
 The robust rules (median, trimmed mean, Krum) deliberately ignore sample counts: the
 count is self-reported, and weighting by it would let one peer buy influence.
@@ -204,19 +208,43 @@ def trimmed_mean(updates: Sequence[TensorUpdate], beta: float) -> dict[str, Tens
     """Coordinate-wise trimmed mean.
 
     Per coordinate, the ``k = floor(beta * n)`` largest and ``k`` smallest values are
-    dropped and the remaining ``n - 2k >= 1`` are averaged. ``beta`` is in ``[0, 0.5)``;
-    ``beta = 0`` is the plain mean. Tolerates up to ``k`` adversarial updates.
+    dropped and the remaining ``n - 2k >= 1`` are averaged; whenever trimming is asked
+    for (``beta > 0``) and ``n >= 3``, ``k`` is at least 1, so a merge of 3 or 4 updates
+    (every merge of a small consortium) still drops one at each end. ``beta`` is in
+    ``[0, 0.5)``; ``beta = 0`` is the plain mean. Tolerates up to ``k`` adversarial updates.
     """
     if not (isinstance(beta, (int, float)) and 0 <= beta < 0.5):
         raise InvalidAggregationParameter(f"beta must be in [0, 0.5), got {beta!r}")
     _check_compatible(updates)
     n = len(updates)
     k = int(math.floor(beta * n))
+    if beta > 0 and n >= 3:
+        k = max(k, 1)
 
     def rule(stacked: Tensor) -> Tensor:
         return _sorted_slice_mean(stacked, k, n - k)
 
     return _combine(updates, rule)
+
+
+def l2_norm(update: TensorUpdate) -> float:
+    """The L2 norm of an update's floating tensors taken as one vector."""
+    total = 0.0
+    for tensor in update.values():
+        if tensor.is_floating_point():
+            total += float(torch.sum(tensor.detach().to(torch.float32) ** 2))
+    return math.sqrt(total)
+
+
+def clip_norm(update: TensorUpdate, bound: float) -> tuple[dict[str, Tensor], bool]:
+    """The update scaled down to L2 norm ``bound`` if it is larger; (update, clipped?)."""
+    if not (isinstance(bound, (int, float)) and bound > 0):
+        raise InvalidAggregationParameter(f"norm bound must be > 0, got {bound!r}")
+    norm = l2_norm(update)
+    if norm <= bound:
+        return dict(update), False
+    factor = bound / norm
+    return {k: (t * factor if t.is_floating_point() else t) for k, t in update.items()}, True
 
 
 def _flatten(update: TensorUpdate, names: Sequence[str]) -> Tensor:

@@ -16,18 +16,16 @@ Layout of the checkpoint folder::
     payloads/<hash>.bin        our encoded deltas (all of them, or the last `keep_payloads`)
     audit/round-<r>.json       the subject commitments behind round r's data root (local only:
                                lets an auditor check a withdrawn subject was not used)
-    status.json                what `medgossip node status` shows (rewritten each round)
+    status.json                what `medgossip node status` shows (node.peer.status.PeerStatus)
 
-Every file is written to a temporary name, fsynced and renamed: a reader sees the old
-or the new version, never half of one. Tensors use safetensors, never pickle.
+Every file is written with ``gossip.files.atomic_write`` (temporary name, fsync, rename,
+fsync of the folder): a reader sees the old or the new version, never half of one.
+Tensors use safetensors, never pickle.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,6 +35,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from gossip.files import atomic_write
 from node.errors import PeerError
 
 FORMAT = 1
@@ -54,9 +53,13 @@ class JournalEntry:
     sample_count: int
     data_root: str
     epsilon: float
-    status: str = "queued"  # queued -> recorded
+    status: str = "queued"  # queued -> recorded, or queued -> rejected (for good, `reason`)
     tx_hash: str = ""
     block: int = 0
+    nonce: int = 0
+    """the payload header's nonce: raised when another node recorded our hash first."""
+    reason: str = ""
+    """why the chain rejected it for good (revoked, stale round, over the cap)."""
 
 
 @dataclass
@@ -84,15 +87,23 @@ class NodeState:
     def queued(self) -> list[JournalEntry]:
         return [e for e in self.journal if e.status == "queued"]
 
-    def mark_recorded(self, delta_hash: str, tx_hash: str, block: int) -> None:
-        # In place, never by rebinding the list: the round loop appends entries from a
-        # worker thread meanwhile, and an entry appended to a list being replaced is lost.
+    def mark_rejected(self, delta_hash: str, reason: str) -> None:
+        self._update(delta_hash, status="rejected", reason=reason)
+
+    def rebound(self, old_hash: str, new_hash: str, nonce: int) -> None:
+        """The contribution `old_hash` is re-encoded as `new_hash` (a fresh nonce)."""
+        self._update(old_hash, delta_hash=new_hash, nonce=nonce)
+
+    def _update(self, key: str, **changes: Any) -> None:
         for i, e in enumerate(self.journal):
-            if e.delta_hash == delta_hash:
-                self.journal[i] = replace(e, status="recorded", tx_hash=tx_hash, block=block)
+            if e.delta_hash == key:
+                self.journal[i] = replace(e, **changes)
+
+    def mark_recorded(self, delta_hash: str, tx_hash: str, block: int) -> None:
+        self._update(delta_hash, status="recorded", tx_hash=tx_hash, block=block)
 
     def snapshot(self) -> NodeState:
-        """A copy whose containers no other thread mutates (each copy is one C call)."""
+        """A copy to write from a worker thread while the trio tasks go on changing this one."""
         return NodeState(
             round=self.round, journal=list(self.journal), merged=dict(self.merged),
             refused=dict(self.refused), accountant=self.accountant,
@@ -101,29 +112,12 @@ class NodeState:
         )
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write bytes so that `path` holds either its old or its new content, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class CheckpointStore:
     """Reads and writes one peer's checkpoint folder."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self.payloads = self.folder / "payloads"
-        self._lock = threading.Lock()
 
     @property
     def state_path(self) -> Path:
@@ -155,10 +149,10 @@ class CheckpointStore:
         )
 
     def save_state(self, state: NodeState) -> None:
-        """Write node.json; the peer saves from several worker threads, one at a time."""
-        with self._lock:
-            raw = {"format": FORMAT, **asdict(state.snapshot())}
-            atomic_write(self.state_path, json.dumps(raw, indent=1).encode())
+        """Write node.json. The peer passes a snapshot (`node.peer.durable`): no other
+        thread changes it while it is written."""
+        raw = {"format": FORMAT, **asdict(state)}
+        atomic_write(self.state_path, json.dumps(raw, indent=1).encode())
 
     # --- tensors ------------------------------------------------------------------
 
@@ -228,16 +222,3 @@ class CheckpointStore:
             return json.loads((self.folder / "audit" / f"round-{round_}.json").read_text())
         except FileNotFoundError:
             return None
-
-    # --- status -------------------------------------------------------------------
-
-    def write_status(self, status: Mapping[str, Any]) -> None:
-        atomic_write(self.folder / "status.json", json.dumps(status, indent=1).encode(), 0o644)
-
-    def read_status(self) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.folder / "status.json").read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise PeerError(f"status file in {self.folder} is unreadable: {exc}") from exc

@@ -2,15 +2,24 @@
 
 Precedence, lowest to highest: the dataclass default, the TOML file, the environment
 (`MEDGOSSIP_<FIELD>` upper-cased, e.g. `MEDGOSSIP_LOCAL_STEPS=20`), a command-line flag.
-Lists in the environment are comma-separated. Relative paths in the file are relative
-to the file's folder, so a config folder can be moved as a whole.
+Lists in the environment are comma-separated; booleans there are true/false, 1/0,
+yes/no or on/off. Relative paths in the file are relative to the file's folder, so a
+config folder can be moved as a whole.
+
+Values are converted by each field's real type (``field_types``), never by the text of
+its annotation. The valid merge rules and codecs are the registries of ``node.merge`` and
+``node.codec``; they are imported when a config is checked, not with this module, so
+that the command line starts without importing torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -19,8 +28,8 @@ from typing import Any
 from node.errors import ConfigError
 
 ENV_PREFIX = "MEDGOSSIP_"
-MERGE_RULES = ("mean", "median", "trimmed-mean", "krum")
-CODECS = ("fp32", "fp16", "int8", "topk")
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
 
 
 def _f(default: Any, help_: str) -> Any:
@@ -39,6 +48,7 @@ class NodeConfig:
     contract: str = _f("", 'AuditLedger contract address (overrides devnet)')
     listen: tuple[str, ...] = _f(("/ip4/127.0.0.1/tcp/0",), 'libp2p multiaddrs to listen on')
     bootstrap: tuple[str, ...] = _f((), 'multiaddrs (with /p2p/ID) of peers to dial at start')
+    mdns: bool = _f(False, 'discover peers on the local network with mDNS')
     network_id: str = _f("", 'GossipSub topic namespace (default: chain id + contract address)')
     model: str = _f("small-cnn", 'model architecture: small-cnn or resnet18')
     image_size: int = _f(8, 'input image side in pixels (images are resized to it)')
@@ -66,6 +76,9 @@ class NodeConfig:
     chain_poll: float = _f(1.0, 'seconds between polls for consent withdrawals and queued records')
 
     def __post_init__(self) -> None:
+        from node.codec import CODECS  # imports torch: only when a config is built
+        from node.merge import MERGE_RULES
+
         if self.merge not in MERGE_RULES:
             raise ConfigError(f"merge must be one of {', '.join(MERGE_RULES)}, not {self.merge!r}")
         if self.codec not in CODECS:
@@ -82,20 +95,60 @@ class NodeConfig:
         return self.dp_noise_multiplier > 0
 
 
-def _coerce(name: str, kind: str, value: Any) -> Any:
+@functools.cache
+def field_types() -> Mapping[str, Any]:
+    """Each NodeConfig field's type as a type object (e.g. ``pathlib.Path | None``)."""
+    hints = typing.get_type_hints(NodeConfig)
+    return types.MappingProxyType({f.name: hints[f.name] for f in fields(NodeConfig)})
+
+
+def optional_inner(kind: Any) -> tuple[Any, bool]:
+    """``(T, True)`` for ``T | None``, else ``(kind, False)``."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0], True
+    return kind, False
+
+
+def parse_bool(value: Any) -> bool:
+    """A TOML boolean, or its text form from the environment or a flag."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("expected true/false, 1/0, yes/no or on/off")
+
+
+def _convert(kind: Any, value: Any) -> Any:
+    inner, optional = optional_inner(kind)
+    if optional:
+        return None if value is None or value == "" else _convert(inner, value)
+    if kind is bool:
+        return parse_bool(value)
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("expected a list")
+        return tuple(_convert(item, v) for v in value)
+    if kind in (int, float):
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"expected {kind.__name__}")
+        return kind(value)
+    if kind in (str, Path):
+        if not isinstance(value, (str, os.PathLike)):
+            raise ValueError(f"expected text, got {type(value).__name__}")
+        return kind(value)
+    raise TypeError(f"NodeConfig has no converter for {kind!r}")  # a new field type: add one
+
+
+def _coerce(name: str, value: Any) -> Any:
     """Turn a TOML/env/flag value into the field's type, with a message naming the field."""
     try:
-        if "Path" in kind:
-            return None if value in (None, "") else Path(value)
-        if "tuple" in kind:
-            if isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            return tuple(str(v) for v in value)
-        if kind == "int":
-            return int(value)
-        if kind == "float":
-            return float(value)
-        return str(value)
+        return _convert(field_types()[name], value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config field {name!r}: cannot use {value!r} ({exc})") from exc
 
@@ -109,31 +162,31 @@ def load_config(
 
     `overrides` holds flag values; None means "not given" and is skipped.
     """
-    kinds = {f.name: str(f.type) for f in fields(NodeConfig)}
+    kinds = field_types()
     from_file: dict[str, Any] = {}
     if path is not None:
         try:
             from_file = tomllib.loads(Path(path).read_text())
         except FileNotFoundError as exc:
             raise ConfigError(f"config file {path} does not exist") from exc
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
         unknown = sorted(set(from_file) - set(kinds))
         if unknown:
             raise ConfigError(f"unknown field(s) in {path}: {', '.join(unknown)}")
-    values = {n: _coerce(n, kinds[n], v) for n, v in from_file.items()}
+    values = {n: _coerce(n, v) for n, v in from_file.items()}
     if path is not None:
         base = Path(path).resolve().parent
         for name, value in values.items():
             if isinstance(value, Path) and not value.is_absolute():
                 values[name] = base / value
     env = os.environ if environ is None else environ
-    for name, kind in kinds.items():
+    for name in kinds:
         if ENV_PREFIX + name.upper() in env:
-            values[name] = _coerce(name, kind, env[ENV_PREFIX + name.upper()])
+            values[name] = _coerce(name, env[ENV_PREFIX + name.upper()])
     for name, value in (overrides or {}).items():
         if value is not None:
-            values[name] = _coerce(name, kinds[name], value)
+            values[name] = _coerce(name, value)
     return NodeConfig(**values)
 
 
@@ -158,4 +211,4 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-__all__ = ["NodeConfig", "load_config", "to_toml", "MERGE_RULES", "CODECS", "ENV_PREFIX"]
+__all__ = ["ENV_PREFIX", "NodeConfig", "field_types", "load_config", "optional_inner", "parse_bool", "to_toml"]

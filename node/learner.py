@@ -17,7 +17,9 @@ on the model.
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +29,7 @@ from torch import Tensor
 from node.codec import CodecSpec, DeltaEncoder, apply_delta, decode_delta
 from node.data import ImageSet
 from node.errors import CodecError
+from node.aggregate import clip_norm, l2_norm
 from node.merge import Update, strategy_from_name
 from node.merkle import merkle_root
 from node.models import build_model, state_hash
@@ -49,6 +52,9 @@ class LearnerSettings:
     batch_size: int = 32
     lr: float = 0.05
     merge: str = "mean"
+    norm_bound: float = 3.0
+    """an incoming update whose L2 norm is over norm_bound x the median norm of recently
+    accepted updates (our own included) is clipped to that norm; 0 turns the bound off."""
     codec: str = "fp32"
     topk_fraction: float = 0.1
     holdout_fraction: float = 0.2
@@ -80,6 +86,25 @@ class PeerPayload:
     delta_hash: bytes
     payload: bytes
     sample_count: int
+    """the merge weight: the count recorded on chain, capped by the author's cap."""
+    author: str = ""
+    """the recording node's address, as on chain; the payload's header must name it."""
+    round: int = 0
+    """the round recorded on chain; the payload's header must name it."""
+
+
+@dataclass(frozen=True)
+class Network:
+    """What the chain says about the whole network, the same on every peer."""
+
+    nodes: int
+    """registered, active nodes."""
+    mean_samples: float
+    """mean (capped) sample count of the contributions recorded so far."""
+
+    @property
+    def weight(self) -> float:
+        return self.nodes * self.mean_samples
 
 
 @dataclass(frozen=True)
@@ -90,6 +115,11 @@ class MergeOutcome:
     """(delta hash, reason) of payloads that did not decode against our model."""
     share: float = 1.0
     """the merged updates' weight over the network's weight: the aggregate's scale."""
+    clipped: tuple[bytes, ...] = ()
+    """delta hashes of the merged payloads whose norm was clipped to the bound."""
+
+NORM_WINDOW = 32
+"""how many recently accepted update norms the norm bound's median is taken over."""
 
 
 class Learner:
@@ -121,9 +151,14 @@ class Learner:
         self.encoder = DeltaEncoder(
             CodecSpec(settings.codec, settings.topk_fraction), model_id=settings.model
         )
+        self.author: str = ""
+        """the recording node's address, written into every payload header (set it before
+        `train_round`: encoding refuses an empty author)."""
         self.strategy = strategy_from_name(settings.merge)
         self.eval_images = eval_images
         self.base_state: StateDict = self.state()
+        self._norms: deque[float] = deque(maxlen=NORM_WINDOW)
+        """L2 norms of recently accepted updates (ours and peers', after clipping)."""
 
     # --- state ----------------------------------------------------------------------
 
@@ -154,7 +189,9 @@ class Learner:
         started = time.perf_counter()
         report = self.trainer.train(self.settings.local_steps, withdrawn)
         train_seconds = time.perf_counter() - started
-        encoded = self.encoder.encode(self.state(), self.base_state, base_hash)
+        encoded = self.encoder.encode(
+            self.state(), self.base_state, base_hash, author=self.author, round=round_
+        )
         return Contribution(
             round=round_,
             payload=encoded.payload,
@@ -168,22 +205,26 @@ class Learner:
             train_seconds=train_seconds,
         )
 
-    def merge(
-        self, own_weight: int, peers: Sequence[PeerPayload], network_weight: float | None = None
-    ) -> MergeOutcome:
+    def merge(self, own_weight: int, peers: Sequence[PeerPayload], network: Network | None = None) -> MergeOutcome:
         """Merge our own update with the peers' into the next model.
 
-        The merge rule aggregates the updates at hand (the mean weighted by sample
-        count); the step taken is that aggregate times `sum(weights) / network_weight`.
-        With the mean rule each update `u_j` then adds exactly `n_j / network_weight *
-        u_j`, whichever round it is merged in and whatever else is merged with it. The
-        peer passes `network_weight = N * mean sample count`, both read from the chain,
-        so (nearly) the same number on every peer: peers that merge every update once
-        end at (nearly) the same model (addition commutes), without a barrier.
+        Each update's weight is its sample count as recorded on chain, capped by its
+        author's cap (`PeerPayload.sample_count`, capped by the chain view). The rule
+        aggregates the updates at hand; the step taken is that aggregate times the share
+        of the network they stand for:
+        - `mean` (weighted): `sum(weights) / network.weight`. Each update `u_j` then adds
+          exactly `n_j / (N * mean) * u_j`, whichever round it is merged in and whatever
+          else is merged with it, so peers that merge every update once end at (nearly)
+          the same model (addition commutes), without a barrier;
+        - robust rules: `len(updates) / network.nodes`, never self-declared counts.
         None means "these updates are the whole network" (scale 1).
 
-        A payload that does not decode against our model is rejected and reported, never
-        raised: one bad peer must not stop the round.
+        Before the rule runs, a peer update whose L2 norm is over `norm_bound` x the
+        median of recently accepted norms is clipped to that norm: no single update can
+        move the model further than a few honest ones. A payload whose header does not
+        name this network's model, or the author and round of its chain record, or that
+        does not decode against our model, is rejected and reported, never raised: one
+        bad peer must not stop the round.
         """
         own_state = self.state()
         own_delta = {
@@ -192,20 +233,36 @@ class Learner:
             if own_state[k].is_floating_point()
         }
         updates = [Update(own_delta, float(max(own_weight, 1)), "self")]
+        reference = list(self._norms) + ([l2_norm(own_delta)] if own_weight > 0 else [])
+        bound = self.settings.norm_bound * statistics.median(reference) if reference and self.settings.norm_bound else 0.0
         merged: list[bytes] = []
+        clipped: list[bytes] = []
         rejected: list[tuple[bytes, str]] = []
         for peer in peers:
             try:
-                decoded = decode_delta(peer.payload, self.base_state)
+                decoded = decode_delta(
+                    peer.payload, self.base_state, model_id=self.settings.model,
+                    author=peer.author or None, round=peer.round or None,
+                )
             except CodecError as exc:
                 rejected.append((peer.delta_hash, str(exc)))
                 continue
-            updates.append(Update(decoded.tensors, float(max(peer.sample_count, 1)), peer.source))
+            tensors = decoded.tensors
+            if bound > 0:
+                tensors, was_clipped = clip_norm(tensors, bound)
+                if was_clipped:
+                    clipped.append(peer.delta_hash)
+            updates.append(Update(tensors, float(max(peer.sample_count, 1)), peer.source))
             merged.append(peer.delta_hash)
-        present = sum(u.weight for u in updates)
-        share = 1.0 if not network_weight else present / network_weight
+        if network is None:
+            share = 1.0
+        elif self.strategy.weighted:
+            share = sum(u.weight for u in updates) / network.weight
+        else:
+            share = len(updates) / max(network.nodes, 1)
         self.load_state(apply_delta(self.base_state, self.strategy.merge(updates), scale=share))
-        return MergeOutcome(tuple(merged), tuple(rejected), share)
+        self._norms.extend(l2_norm(u.tensors) for u in updates if u.source != "self" or own_weight > 0)
+        return MergeOutcome(tuple(merged), tuple(rejected), share, tuple(clipped))
 
     # --- evaluation -----------------------------------------------------------------
 
@@ -222,4 +279,5 @@ __all__ = [
     "Contribution",
     "PeerPayload",
     "MergeOutcome",
+    "Network",
 ]

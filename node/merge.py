@@ -3,7 +3,7 @@
 Modelled on Flower's ``flwr/server/strategy``: :class:`MergeStrategy` says what a merge
 rule is, each rule is a small frozen dataclass holding its parameters, and the math
 lives in the pure functions of :mod:`node.aggregate`. A strategy is chosen by name from
-the node's configuration with :func:`strategy_from_name`.
+the node's configuration with :func:`strategy_from_name`; :data:`MERGE_RULES` lists them.
 
 The peer builds one :class:`Update` per verified delta (and one for its own), then calls
 ``strategy.merge(updates)`` off the event loop. Updates holding a NaN or an infinity are
@@ -16,7 +16,9 @@ poisons every rule, the median included. Every other problem raises an
 - ``trimmed-mean``: :class:`TrimmedMeanStrategy`, trimmed mean (``beta=0.2``);
 - ``krum``: :class:`KrumStrategy`, (multi-)Krum (``f=1``, ``m=1``).
 
-Only ``mean`` uses :attr:`Update.weight`; the robust rules ignore self-reported counts.
+Only ``mean`` uses :attr:`Update.weight` (:attr:`MergeStrategy.weighted`); the robust
+rules ignore counts, and the peer scales their step by the number of updates, never by
+self-declared counts.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from torch import Tensor
@@ -42,6 +45,7 @@ from node.aggregate import (
 )
 
 __all__ = [
+    "MERGE_RULES",
     "STRATEGIES",
     "AggregationError",
     "IncompatibleUpdates",
@@ -89,6 +93,8 @@ class MergeStrategy(ABC):
     """
 
     name: ClassVar[str]
+    weighted: ClassVar[bool] = False
+    """Does the rule use :attr:`Update.weight`? (Then its step is scaled by weight too.)"""
 
     def merge(self, updates: Sequence[Update]) -> dict[str, Tensor]:
         """Merge ``updates`` into new tensors (the inputs are never modified).
@@ -122,6 +128,7 @@ class MeanStrategy(MergeStrategy):
     """FedAvg: the mean of the updates weighted by their sample counts."""
 
     name: ClassVar[str] = "mean"
+    weighted: ClassVar[bool] = True
 
     def _aggregate(self, updates: Sequence[Update]) -> dict[str, Tensor]:
         return weighted_mean([u.tensors for u in updates], [u.weight for u in updates])
@@ -177,12 +184,12 @@ class KrumStrategy(MergeStrategy):
         return krum([u.tensors for u in updates], self.f, self.m)
 
 
-_BY_NAME: dict[str, type[MergeStrategy]] = {
-    cls.name: cls
-    for cls in (MeanStrategy, MedianStrategy, TrimmedMeanStrategy, KrumStrategy)
-}
+MERGE_RULES: Mapping[str, type[MergeStrategy]] = MappingProxyType(
+    {cls.name: cls for cls in (MeanStrategy, MedianStrategy, TrimmedMeanStrategy, KrumStrategy)}
+)
+"""Every merge rule by name, in documentation order: the one list of rule names."""
 
-STRATEGIES: tuple[str, ...] = tuple(_BY_NAME)
+STRATEGIES: tuple[str, ...] = tuple(MERGE_RULES)
 """Valid names for :func:`strategy_from_name`, in documentation order."""
 
 
@@ -194,7 +201,7 @@ def strategy_from_name(name: str, **params: Any) -> MergeStrategy:
     :class:`InvalidAggregationParameter` for an unknown or out-of-range parameter.
     """
     key = name.strip().lower().replace("_", "-")
-    cls = _BY_NAME.get(key)
+    cls = MERGE_RULES.get(key)
     if cls is None:
         raise UnknownStrategy(
             f"unknown merge rule {name!r}; valid rules: {', '.join(STRATEGIES)}"

@@ -1,15 +1,17 @@
 """Prometheus metrics of a peer (optional: `metrics_port` in the config).
 
-The peer's status dict is the single source: `update` copies it into gauges, so the
+The peer's `PeerStatus` is the single source: `update` copies it into gauges, so the
 metrics and `medgossip node status` never disagree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+if TYPE_CHECKING:
+    from node.peer.status import PeerStatus
 
 _GAUGES = {
     "round": "last completed round",
@@ -42,10 +44,10 @@ class PeerMetrics:
     def serve(self, port: int) -> None:
         start_http_server(port, addr="127.0.0.1", registry=self.registry)
 
-    def update(self, status: Mapping[str, Any]) -> None:
+    def update(self, status: PeerStatus) -> None:
         for name, gauge in self.gauges.items():
-            value = status.get(name)
+            value = getattr(status, name)
             if isinstance(value, (int, float)):
                 gauge.set(value)
-        for reason, count in (status.get("dropped") or {}).items():
+        for reason, count in status.dropped.items():
             self.dropped.labels(reason=reason).set(count)

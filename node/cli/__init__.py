@@ -2,15 +2,21 @@
 
 One typer app; each command group lives in its own module and imports its heavy
 dependencies (torch, web3, libp2p) inside the command functions, so that `--help`
-stays fast.
+stays fast. Every command runs inside one error boundary (`_boundary.py`): an expected
+failure is one red line on stderr and a non-zero exit, never a traceback.
 
-    devnet.py   medgossip devnet start|stop|status    local anvil chain
-    admin.py    medgossip admin register-node|revoke-node|set-genesis
-    ledger.py   medgossip ledger query                the audit trail
-    consent.py  medgossip consent withdraw            a patient's withdrawal
-    data.py     medgossip data ingest|make-demo       DICOM in, manifest out
-    peer.py     medgossip node start|status           the peer process
-    demo.py     medgossip demo                        the whole thing on loopback
+    devnet.py     medgossip devnet start|stop|status    local anvil chain
+    admin.py      medgossip admin register-node|set-sample-cap|revoke-node|set-genesis
+    ledger.py     medgossip ledger query                the audit trail
+    consent.py    medgossip consent withdraw            a patient's withdrawal
+    data.py       medgossip data ingest|make-demo|tokens  DICOM in, manifest out
+    peer.py       medgossip node start|status|init      the peer process
+    demo.py       medgossip demo                        the whole thing on loopback
+    localnet.py   the demo's peers, anvil and data as OS processes (also used by tests)
+    _boundary.py  the one error boundary: `fail`, and the root group that catches
+                  MedgossipError around every command
+    _options.py   --json/--devnet/--rpc/--contract, declared once
+    _chain.py     which chain and key a chain command uses; JSON forms of records
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import typer
 
 from node.cli import admin, consent, data, demo, devnet, ledger, peer
+from node.cli._boundary import OneLineErrors
 
 app = typer.Typer(
     name="medgossip",
@@ -28,6 +35,7 @@ app = typer.Typer(
         "is a transaction on an Ethereum ledger."
     ),
     no_args_is_help=True,
+    cls=OneLineErrors,
     add_completion=False,
     pretty_exceptions_enable=False,
 )

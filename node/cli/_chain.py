@@ -1,5 +1,5 @@
 """Shared plumbing of the chain commands (devnet, admin, ledger, consent): which chain
-and key to use, one-line errors, JSON forms of ledger records.
+and key to use, JSON forms of ledger records. Errors end at `node.cli._boundary`.
 
 Heavy imports (web3 through contracts.ledger) happen inside the functions.
 """
@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-import typer
 from rich.console import Console
+
+from node.cli._boundary import fail
 
 if TYPE_CHECKING:
     from contracts.ledger import AuditLedger
@@ -26,29 +25,8 @@ DEFAULT_DEVNET_DIR = Path("run/devnet")
 DEFAULT_DEVNET_FILE = DEFAULT_DEVNET_DIR / "devnet.json"
 
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 
 _HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """One clear line on stderr and a non-zero exit."""
-    err.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def clear_errors() -> Iterator[None]:
-    """Turn the project's errors into `fail` lines (never a traceback)."""
-    from contracts.errors import LedgerError
-    from devnet.errors import DevnetError
-
-    try:
-        yield
-    except (LedgerError, DevnetError) as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
 
 
 @dataclass(frozen=True)
@@ -60,12 +38,35 @@ class ChainTarget:
     devnet: DevnetInfo | None
 
 
+def check_address(value: str, what: str) -> str:
+    """An Ethereum address (0x + 40 hex; mixed case must be EIP-55), checked without I/O."""
+    from eth_utils import is_checksum_address, is_hex_address
+
+    body = value[2:]
+    mixed_case = body != body.lower() and body != body.upper()
+    if not value.startswith("0x") or not is_hex_address(value):
+        fail(f"{what} {value!r} is not an Ethereum address: 0x and 40 hex characters")
+    if mixed_case and not is_checksum_address(value):
+        fail(f"{what} {value!r} has a wrong EIP-55 checksum: check it, or write it in lower case")
+    return value
+
+
+def check_node_ref(value: str, what: str) -> str:
+    """A node given as an address (checked now) or a dev node name (resolved later)."""
+    return check_address(value, what) if value.lower().startswith("0x") else value
+
+
 def resolve_target(devnet: Path | None, rpc: str | None, contract: str | None) -> ChainTarget:
-    """--rpc/--contract if both given, else the devnet file (default run/devnet)."""
+    """--rpc/--contract if both given, else the devnet file (default run/devnet).
+
+    The flags are checked before the devnet file is read.
+    """
     from devnet.info import DevnetInfo
 
     if (rpc is None) != (contract is None):
         fail("--rpc and --contract go together (or use --devnet)")
+    if contract is not None:
+        check_address(contract, "--contract")
     if rpc is not None and contract is not None:
         info = DevnetInfo.load(devnet) if devnet is not None else None
         return ChainTarget(rpc, contract, info)
@@ -78,11 +79,13 @@ def read_key_file(path: Path) -> str:
     if not path.exists():
         if _HEX64.match(str(path)):
             fail("--key takes a key FILE, not the key itself (keys on command lines leak)")
-        fail(f"key file {path} not found")
+        fail(f"key file {path} not found: --key takes the path of a file holding the key")
     try:
         text = path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"cannot read key file {path}: {exc}")
+    except UnicodeDecodeError:
+        fail(f"key file {path} is not text: it must hold 64 hex characters (a secp256k1 private key)")
+    except OSError as exc:
+        fail(f"cannot read key file {path} ({exc.strerror or exc}): give a readable key file")
     if not _HEX64.match(text):
         fail(f"key file {path} must hold 64 hex characters (a secp256k1 private key)")
     return "0x" + text.removeprefix("0x")

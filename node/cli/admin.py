@@ -1,16 +1,18 @@
-"""medgossip admin register-node|revoke-node|set-genesis: the consortium admin's actions."""
+"""medgossip admin register-node|set-sample-cap|revoke-node|set-genesis: the consortium
+admin's actions."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
+from node.cli._boundary import fail
 from node.cli._chain import (
     ChainTarget,
-    clear_errors,
-    fail,
+    check_address,
+    check_node_ref,
     open_ledger,
     out,
     print_json,
@@ -18,17 +20,19 @@ from node.cli._chain import (
     resolve_node_address,
     resolve_target,
 )
+from node.cli._options import ContractAddress, DevnetFile, JsonOutput, RpcUrl
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="Consortium admin: register and revoke hospital nodes, fix the genesis model.",
+    help="Consortium admin: register and revoke hospital nodes, set their sample caps, fix the genesis model.",
 )
 
-KeyOption = typer.Option(None, "--key", help="Admin key FILE (default: the devnet's admin key).")
-DevnetOption = typer.Option(None, "--devnet", help="devnet.json to use (default: run/devnet/devnet.json).")
-RpcOption = typer.Option(None, "--rpc", help="JSON-RPC URL (with --contract, instead of a devnet).")
-ContractOption = typer.Option(None, "--contract", help="AuditLedger address (with --rpc).")
-JsonOption = typer.Option(False, "--json", help="Print the result as JSON.")
+UINT32_MAX = 2**32 - 1
+
+AdminKeyFile = Annotated[
+    Optional[Path],
+    typer.Option("--key", help="Admin key FILE (default: the devnet's admin key)."),
+]
 
 
 def _admin_key(target: ChainTarget, key: Path | None) -> str:
@@ -55,16 +59,17 @@ def _report(result: object, json_output: bool, what: str) -> None:
 def register_node(
     peer_id: str = typer.Option(..., "--peer-id", help="The node's libp2p peer ID (base58, or 0x-hex raw bytes)."),
     address: Optional[str] = typer.Option(None, "--address", help="The node's Ethereum address (default: derived from the peer ID); must match the peer ID's key."),
-    key: Optional[Path] = KeyOption,
-    json_output: bool = JsonOption,
-    devnet: Optional[Path] = DevnetOption,
-    rpc: Optional[str] = RpcOption,
-    contract: Optional[str] = ContractOption,
+    sample_cap: int = typer.Option(..., "--sample-cap", min=1, max=UINT32_MAX, help="The most samples one contribution of this node may declare (the agreed size of its contribution, e.g. local steps x batch size)."),
+    key: AdminKeyFile = None,
+    json_output: JsonOutput = False,
+    devnet: DevnetFile = None,
+    rpc: RpcUrl = None,
+    contract: ContractAddress = None,
 ) -> None:
-    """Register a hospital node: its address and peer ID come from the same
-    secp256k1 key, and this is checked before sending.
+    """Register a hospital node with its sample cap: its address and peer ID come from
+    the same secp256k1 key, and this is checked before sending.
 
-    Example: medgossip admin register-node --peer-id 16Uiu2HAm...
+    Example: medgossip admin register-node --peer-id 16Uiu2HAm... --sample-cap 320
     """
     from gossip.errors import InvalidIdentity
     from gossip.identity import eth_address_from_peer_id, peer_id_to_bytes
@@ -75,48 +80,68 @@ def register_node(
         derived = eth_address_from_peer_id(raw)
     except (InvalidIdentity, ValueError) as exc:
         fail(f"--peer-id: {exc}")
-    if address is not None and address.lower() != derived.lower():
+    if address is not None and check_address(address, "--address").lower() != derived.lower():
         fail(f"--address {address} does not match the peer ID, whose key is {derived}")
-    with clear_errors():
-        target = resolve_target(devnet, rpc, contract)
-        ledger = open_ledger(target, _admin_key(target, key))
-        result = ledger.register_node(address or derived, raw)
-    _report(result, json_output, f"registered {derived}")
+    target = resolve_target(devnet, rpc, contract)
+    ledger = open_ledger(target, _admin_key(target, key))
+    result = ledger.register_node(address or derived, raw, sample_cap)
+    _report(result, json_output, f"registered {derived} (sample cap {sample_cap})")
+
+
+@app.command("set-sample-cap")
+def set_sample_cap(
+    address: str = typer.Option(..., "--address", help="The node's address (or a dev node name such as node-1)."),
+    cap: int = typer.Option(..., "--cap", min=1, max=UINT32_MAX, help="The new cap: the most samples one contribution may declare."),
+    key: AdminKeyFile = None,
+    json_output: JsonOutput = False,
+    devnet: DevnetFile = None,
+    rpc: RpcUrl = None,
+    contract: ContractAddress = None,
+) -> None:
+    """Change an active node's sample cap; it bounds its future contributions.
+
+    Example: medgossip admin set-sample-cap --address node-1 --cap 640
+    """
+    check_node_ref(address, "--address")
+    target = resolve_target(devnet, rpc, contract)
+    node_address = resolve_node_address(target, address)
+    ledger = open_ledger(target, _admin_key(target, key))
+    result = ledger.set_sample_cap(node_address, cap)
+    _report(result, json_output, f"sample cap of {node_address} set to {cap}")
 
 
 @app.command("revoke-node")
 def revoke_node(
     address: str = typer.Option(..., "--address", help="The node's address (or a dev node name such as node-1)."),
-    key: Optional[Path] = KeyOption,
-    json_output: bool = JsonOption,
-    devnet: Optional[Path] = DevnetOption,
-    rpc: Optional[str] = RpcOption,
-    contract: Optional[str] = ContractOption,
+    key: AdminKeyFile = None,
+    json_output: JsonOutput = False,
+    devnet: DevnetFile = None,
+    rpc: RpcUrl = None,
+    contract: ContractAddress = None,
 ) -> None:
     """Revoke a node: it can no longer record contributions nor withdraw consent."""
-    with clear_errors():
-        target = resolve_target(devnet, rpc, contract)
-        node_address = resolve_node_address(target, address)
-        ledger = open_ledger(target, _admin_key(target, key))
-        result = ledger.revoke_node(node_address)
+    check_node_ref(address, "--address")
+    target = resolve_target(devnet, rpc, contract)
+    node_address = resolve_node_address(target, address)
+    ledger = open_ledger(target, _admin_key(target, key))
+    result = ledger.revoke_node(node_address)
     _report(result, json_output, f"revoked {node_address}")
 
 
 @app.command("set-genesis")
 def set_genesis(
     hash: str = typer.Option(..., "--hash", help="The genesis model hash (64 hex)."),
-    key: Optional[Path] = KeyOption,
-    json_output: bool = JsonOption,
-    devnet: Optional[Path] = DevnetOption,
-    rpc: Optional[str] = RpcOption,
-    contract: Optional[str] = ContractOption,
+    key: AdminKeyFile = None,
+    json_output: JsonOutput = False,
+    devnet: DevnetFile = None,
+    rpc: RpcUrl = None,
+    contract: ContractAddress = None,
 ) -> None:
     """Fix the consortium's genesis model hash (once)."""
     from contracts.records import parse_bytes32
 
-    with clear_errors():
-        model_hash = parse_bytes32(hash, "--hash")
-        target = resolve_target(devnet, rpc, contract)
-        ledger = open_ledger(target, _admin_key(target, key))
-        result = ledger.set_genesis_model(model_hash)
+    model_hash = parse_bytes32(hash, "--hash")
+    target = resolve_target(devnet, rpc, contract)
+    ledger = open_ledger(target, _admin_key(target, key))
+    result = ledger.set_genesis_model(model_hash)
     _report(result, json_output, "genesis model set")

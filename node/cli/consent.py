@@ -8,15 +8,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from node.cli._chain import (
-    clear_errors,
-    fail,
-    open_ledger,
-    out,
-    print_json,
-    read_key_file,
-    resolve_target,
-)
+from node.cli._boundary import fail
+from node.cli._chain import ChainTarget, open_ledger, out, print_json, read_key_file, resolve_target
+from node.cli._options import ContractAddress, DevnetFile, JsonOutput, RpcUrl
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -30,10 +24,10 @@ def withdraw(
     subject: Optional[str] = typer.Option(None, "--subject", help="Subject commitment (64 hex), withdrawn by the custodian node (--key or --node)."),
     key: Optional[Path] = typer.Option(None, "--key", help="Key FILE of the sender: the custodian node, or a funded relayer for --token."),
     node: Optional[str] = typer.Option(None, "--node", help="Custodian as a devnet node name (node-0), using its key from devnet.json."),
-    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    devnet: Optional[Path] = typer.Option(None, "--devnet", help="devnet.json to use (default: run/devnet/devnet.json)."),
-    rpc: Optional[str] = typer.Option(None, "--rpc", help="JSON-RPC URL (with --contract, instead of a devnet)."),
-    contract: Optional[str] = typer.Option(None, "--contract", help="AuditLedger address (with --rpc)."),
+    json_output: JsonOutput = False,
+    devnet: DevnetFile = None,
+    rpc: RpcUrl = None,
+    contract: ContractAddress = None,
 ) -> None:
     """Send the withdrawal, wait for it to be mined, print tx hash, block and event.
 
@@ -45,34 +39,23 @@ def withdraw(
       medgossip consent withdraw --subject 0x8a1b...07 --node node-0
     """
     from contracts.records import parse_bytes32
+    from node.data.consent import parse_token
 
+    # Every argument is checked before any file or chain is touched.
     if (token is None) == (subject is None):
         fail("give exactly one of --token (patient) or --subject (custodian node)")
     if subject is not None and (key is None) == (node is None):
         fail("--subject needs the custodian's key: exactly one of --key FILE or --node NAME")
     if token is not None and node is not None:
         fail("--node is for custodian withdrawals (--subject); a token is relayed with --key")
-    with clear_errors():
-        target = resolve_target(devnet, rpc, contract)
-        if key is not None:
-            sender_key = read_key_file(key)
-        elif node is not None:
-            if target.devnet is None:
-                fail("--node NAME needs a devnet.json (use --key FILE otherwise)")
-            try:
-                sender_key = target.devnet.node(node).private_key
-            except KeyError as exc:
-                fail(str(exc.args[0]))
-        elif target.devnet is not None:
-            sender_key = target.devnet.relayer_key
-        else:
-            fail("--token without a devnet needs --key FILE (a funded relayer account)")
-        ledger = open_ledger(target, sender_key)
-        if token is not None:
-            raw_token = _parse_token(token)
-            result = ledger.withdraw_consent_with_token(raw_token)
-        else:
-            result = ledger.withdraw_consent(parse_bytes32(subject or "", "--subject"))
+    # The token parser's message never echoes the token, which is a secret.
+    by_token = token is not None
+    value = parse_token(token) if token is not None else parse_bytes32(subject or "", "--subject")
+
+    target = resolve_target(devnet, rpc, contract)
+    ledger = open_ledger(target, _sender_key(target, key, node))
+    result = (ledger.withdraw_consent_with_token(value) if by_token
+              else ledger.withdraw_consent(value))
     event = result.event
     if json_output:
         print_json({"tx_hash": result.tx_hash, "block_number": result.block_number,
@@ -88,12 +71,17 @@ def withdraw(
         out.print(table)
 
 
-def _parse_token(text: str) -> bytes:
-    """The data engineer's token parser (its message never echoes the secret)."""
-    from node.data.consent import parse_token
-    from node.errors import InvalidToken
-
-    try:
-        return parse_token(text)
-    except InvalidToken as exc:
-        fail(str(exc))
+def _sender_key(target: ChainTarget, key: Path | None, node: str | None) -> str:
+    """The key that signs: --key FILE, a devnet node's key, or the devnet relayer's."""
+    if key is not None:
+        return read_key_file(key)
+    if node is not None:
+        if target.devnet is None:
+            fail("--node NAME needs a devnet.json (use --key FILE otherwise)")
+        try:
+            return target.devnet.node(node).private_key
+        except KeyError as exc:
+            fail(str(exc.args[0]))
+    if target.devnet is None:
+        fail("--token without a devnet needs --key FILE (a funded relayer account)")
+    return target.devnet.relayer_key

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from node.cli._boundary import err, fail
+from node.cli._options import JsonOutput
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -19,12 +22,12 @@ app = typer.Typer(
 )
 
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", soft_wrap=True, markup=True)
-    raise typer.Exit(code)
+def _check_out_dir(out_dir: Path) -> None:
+    """--out must be a folder (or not exist yet): checked before reading anything."""
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out {out_dir} is a file: give a folder (it is created if absent)")
 
 
 @app.command()
@@ -33,7 +36,7 @@ def ingest(
     labels: Path = typer.Option(..., "--labels", help="CSV with a header: a key column and a 'label' column (integers)."),
     out_dir: Path = typer.Option(..., "--out", help="Data folder to create or update (DATA_DIR)."),
     label_key: str = typer.Option("SOPInstanceUID", "--label-key", help="What the CSV key column holds: SOPInstanceUID, AccessionNumber or path (relative to SRC)."),
-    json_output: bool = typer.Option(False, "--json", help="Print the ingest report as JSON."),
+    json_output: JsonOutput = False,
     show_all: bool = typer.Option(False, "--all", help="List every reported file (default: the first 30)."),
 ) -> None:
     """De-identify every DICOM image under SRC into DATA_DIR.
@@ -50,24 +53,22 @@ def ingest(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from node.data.ingest import LABEL_KEYS
     from node.data.ingest import ingest as run_ingest
-    from node.errors import DataError
 
-    try:
-        with Progress(
-            TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=err, transient=True, disable=json_output,
-        ) as bar:
-            task = bar.add_task("ingest", total=None)
+    if label_key not in LABEL_KEYS:
+        fail(f"--label-key must be one of {', '.join(LABEL_KEYS)}, not {label_key!r}")
+    _check_out_dir(out_dir)
+    with Progress(
+        TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, transient=True, disable=json_output,
+    ) as bar:
+        task = bar.add_task("ingest", total=None)
 
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
-            report = run_ingest(src, labels, out_dir, label_key=label_key, progress=progress)
-    except DataError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"cannot write {out_dir}: {exc.strerror or exc}")
+        report = run_ingest(src, labels, out_dir, label_key=label_key, progress=progress)
 
     if json_output:
         print(json.dumps(report.to_json(), indent=1))
@@ -98,7 +99,7 @@ def ingest(
                 table.add_row(f"... {len(report.reported) - len(shown)} more (--all)", "", "")
             out.print(table)
     if report.nothing_ingested:
-        _fail(f"nothing could be ingested from {src} (see {out_dir / 'report.json'})")
+        fail(f"nothing could be ingested from {src}: see {out_dir / 'report.json'} for why each file was refused")
 
 
 @app.command("make-demo")
@@ -109,7 +110,7 @@ def make_demo(
     seed: int = typer.Option(0, "--seed", help="Seed: same seed, same files byte for byte."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of images held out as an IID test set (DIR/test)."),
     images: Optional[int] = typer.Option(None, "--images", help="Use a seeded subset of this many digits (default: all 1,797)."),
-    json_output: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+    json_output: JsonOutput = False,
 ) -> None:
     """Write the demo corpus: sklearn's 8x8 digits as DICOM, one folder per hospital.
 
@@ -121,16 +122,11 @@ def make_demo(
       medgossip data make-demo --hospitals 4 --out demo
     """
     from node.data.demo_corpus import make_demo as run_make_demo
-    from node.errors import DataError
 
-    try:
-        with err.status("writing DICOM files"):
-            corpus = run_make_demo(out_dir, hospitals, alpha=alpha, seed=seed,
-                                   test_fraction=test_fraction, max_images=images)
-    except DataError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"cannot write {out_dir}: {exc.strerror or exc}")
+    _check_out_dir(out_dir)
+    with err.status("writing DICOM files"):
+        corpus = run_make_demo(out_dir, hospitals, alpha=alpha, seed=seed,
+                               test_fraction=test_fraction, max_images=images)
     if json_output:
         print(json.dumps({
             "root": str(corpus.root),
@@ -160,7 +156,7 @@ def tokens(
     data_dir: Path = typer.Argument(..., help="A data folder written by `medgossip data ingest`."),
     patient_id: Optional[str] = typer.Option(None, "--patient-id", help="Only this original patient ID."),
     pseudonym: Optional[str] = typer.Option(None, "--pseudonym", help="Only this pseudonym."),
-    json_output: bool = typer.Option(False, "--json", help="Print as JSON."),
+    json_output: JsonOutput = False,
 ) -> None:
     """Show consent tokens (to hand to patients) and subject commitments.
 
@@ -168,19 +164,14 @@ def tokens(
     custodian may see it. Original patient IDs are shown only to select a patient.
     """
     from node.data.linkage import LinkageTable
-    from node.errors import DataError
 
-    try:
-        table_ = LinkageTable.load(data_dir)
-    except DataError as exc:
-        _fail(str(exc))
-    rows = table_.rows
+    rows = LinkageTable.load(data_dir).rows
     if patient_id is not None:
         rows = tuple(r for r in rows if r.original_patient_id == patient_id)
     if pseudonym is not None:
         rows = tuple(r for r in rows if r.pseudonym == pseudonym)
     if (patient_id is not None or pseudonym is not None) and not rows:
-        _fail("no such patient in this data folder")
+        fail(f"no such patient in {data_dir}: check --patient-id / --pseudonym")
     if json_output:
         print(json.dumps([
             {"pseudonym": r.pseudonym, "commitment": "0x" + r.commitment.hex(), "token": r.token_hex}

@@ -4,7 +4,9 @@ A local anvil devnet, the AuditLedger deployed, N hospitals each with their own 
 corpus (synthetic patients, non-IID labels) ingested and de-identified, N peer processes
 gossiping deltas over libp2p on 127.0.0.1, one patient withdrawing consent midway, and
 at the end gossip learning next to centralised and isolated training on the same data
-and step budget. Everything it starts is stopped at the end, also on Ctrl-C.
+and step budget. Everything it starts is stopped at the end, also on Ctrl-C or SIGTERM;
+killed hard (SIGKILL), its children still end, by their parent-death signal
+(devnet/processes.py).
 """
 
 from __future__ import annotations
@@ -37,6 +39,19 @@ def demo(
     timeout: float = typer.Option(900, "--timeout", help="Give up after this many seconds."),
 ) -> None:
     """Run a 4-peer gossip-learning network on a local devnet, end to end, and report."""
+    from devnet.processes import Terminated, interrupt_on_terminate
+
+    try:
+        with interrupt_on_terminate():
+            _demo(peers, rounds, local_steps, fan_out, merge, codec, alpha, seed, workdir, report, timeout)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: _demo stopped everything on its way out
+        raise typer.Exit(exc.exit_code if isinstance(exc, Terminated) else 130) from None
+
+
+def _demo(
+    peers: int, rounds: int, local_steps: int, fan_out: int, merge: str, codec: str, alpha: float,
+    seed: int, workdir: Path, report: Path, timeout: float,
+) -> None:
     from node.cli.localnet import LocalNet, create
     from node.config import NodeConfig
 
@@ -63,7 +78,7 @@ def demo(
         console.print(f"finished in {time.monotonic() - started:.0f} s")
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stopping everything[/yellow]")
-        raise typer.Exit(130) from None
+        raise
     except RuntimeError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 from rich.table import Table
 
-from node.cli._chain import DEFAULT_DEVNET_DIR, clear_errors, out, print_json
+from node.cli._chain import DEFAULT_DEVNET_DIR, out, print_json
+from node.cli._options import JsonOutput
 
 if TYPE_CHECKING:
     from devnet.info import DevnetInfo
@@ -28,10 +29,12 @@ DirOption = typer.Option(DEFAULT_DEVNET_DIR, "--dir", help="Devnet directory (de
 def start(
     dir: Path = DirOption,
     port: Optional[int] = typer.Option(
-        None, "--port", help="RPC port on 127.0.0.1 (default: the recorded one, else 8545)."
+        None, "--port", min=1, max=65535,
+        help="RPC port on 127.0.0.1 (default: the recorded one, else 8545).",
     ),
     nodes: int = typer.Option(4, "--nodes", min=0, help="Number of dev nodes to register."),
-    json_output: bool = typer.Option(False, "--json", help="Print devnet.json's public fields as JSON."),
+    sample_cap: int = typer.Option(320, "--sample-cap", min=1, max=2**32 - 1, help="Sample cap of newly registered dev nodes (default: 10 local steps x batch 32)."),
+    json_output: JsonOutput = False,
 ) -> None:
     """Start anvil, deploy AuditLedger and register dev nodes (first run), or resume
     the recorded chain (records survive a restart). Writes DIR/devnet.json (mode 0600:
@@ -39,8 +42,7 @@ def start(
     from devnet import start_devnet
     from gossip.identity import peer_id_bytes_from_secret
 
-    with clear_errors():
-        info = start_devnet(dir, nodes=nodes, port=port, peer_id_of=peer_id_bytes_from_secret)
+    info = start_devnet(dir, nodes=nodes, port=port, peer_id_of=peer_id_bytes_from_secret, sample_cap=sample_cap)
     _show(info, dir, json_output)
 
 
@@ -49,21 +51,19 @@ def stop(dir: Path = DirOption) -> None:
     """Stop the devnet's anvil by its recorded PID (SIGTERM; the chain state is saved)."""
     from devnet import stop_devnet
 
-    with clear_errors():
-        stopped = stop_devnet(dir)
+    stopped = stop_devnet(dir)
     out.print("devnet stopped" if stopped else "devnet was not running")
 
 
 @app.command()
 def status(
     dir: Path = DirOption,
-    json_output: bool = typer.Option(False, "--json", help="Print as JSON."),
+    json_output: JsonOutput = False,
 ) -> None:
     """Is the devnet running, at which block, with which contract and nodes."""
     from devnet import devnet_status
 
-    with clear_errors():
-        state = devnet_status(dir)
+    state = devnet_status(dir)
     if json_output:
         print_json({
             "running": state.running,

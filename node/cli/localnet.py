@@ -3,6 +3,8 @@
 Used by `medgossip demo`, the integration tests and `bench/learning.py`, so that all
 three exercise the real thing: anvil, AuditLedger, DICOM files ingested per hospital,
 and one `medgossip node start` OS process per peer talking libp2p on 127.0.0.1.
+anvil and the peers die with the process that created the LocalNet, even if it is
+killed hard (devnet.processes.spawn); create and start them from the main thread.
 
     workdir/
       corpus/            make-demo output (DICOM with synthetic PHI, one folder per hospital)
@@ -26,6 +28,7 @@ from typing import Any
 
 from contracts.ledger import AuditLedger
 from devnet import DevnetInfo, free_port, start_devnet, stop_devnet
+from devnet.processes import spawn
 from gossip.identity import peer_id_bytes_from_secret, peer_id_from_secret
 from node.checkpoint import CheckpointStore, atomic_write
 from node.config import NodeConfig, to_toml
@@ -34,6 +37,7 @@ from node.data import load_image_set
 from node.data.demo_corpus import DemoCorpus, make_demo
 from node.data.ingest import ingest
 from node.models import build_model, state_hash
+from node.peer.status import PeerStatus
 
 MARKER = ".medgossip-localnet"
 """a workdir holding this file was made by us and may be wiped by the next run."""
@@ -59,10 +63,12 @@ class PeerHandle:
         return CheckpointStore(self.config.checkpoint_dir)
 
     def status(self) -> dict[str, Any] | None:
+        """The peer's status.json (PeerStatus keys), None before its first write."""
         try:
-            return self.store.read_status()
+            status = PeerStatus.load(self.config.checkpoint_dir)
         except PeerError:  # unreadable: report "no status yet" rather than stop the caller
             return None
+        return None if status is None else status.to_json()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -86,15 +92,13 @@ class LocalNet:
     # --- peer processes -----------------------------------------------------------
 
     def start_peer(self, peer: PeerHandle, env: Mapping[str, str] | None = None) -> None:
-        log = open(peer.log_path, "ab")  # noqa: SIM115 - owned by the child from here on
-        peer.process = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "node", "start", "--config", str(peer.config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            start_new_session=True,
-        )
-        log.close()
+        with open(peer.log_path, "ab") as log:
+            peer.process = spawn(
+                [sys.executable, "-m", "node.cli", "node", "start", "--config", str(peer.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            )
 
     def start_all(self) -> None:
         for peer in self.peers:
@@ -204,9 +208,21 @@ def create(
         load_image_set(folder, size=template.image_size)
 
     step("starting the devnet (anvil), deploying AuditLedger, registering peers")
-    info = start_devnet(workdir / "devnet", nodes=peers, port=free_port(), peer_id_of=peer_id_bytes_from_secret)
+    info = start_devnet(workdir / "devnet", nodes=peers, port=free_port(), peer_id_of=peer_id_bytes_from_secret,
+                        die_with_parent=True, sample_cap=template.local_steps * template.batch_size)
     net = LocalNet(workdir, info, corpus, workdir / "test-data")
-    net.ledger(info.admin_key).set_genesis_model(genesis_hash(template))
+    try:
+        net.ledger(info.admin_key).set_genesis_model(genesis_hash(template))
+        _write_peers(net, peers, template, seed)
+    except BaseException:  # the caller gets no LocalNet to stop: stop its chain here
+        stop_devnet(workdir / "devnet")
+        raise
+    return net
+
+
+def _write_peers(net: LocalNet, peers: int, template: NodeConfig, seed: int) -> None:
+    """Per peer: its key, its node.toml (ports, bootstrap list, folders), its handle."""
+    workdir, info = net.workdir, net.devnet
 
     ports = [free_port() for _ in range(peers)]
     addrs = [
@@ -232,4 +248,3 @@ def create(
         handle = PeerHandle(f"peer-{i}", folder, config)
         handle.config_path.write_text(to_toml(config))
         net.peers.append(handle)
-    return net

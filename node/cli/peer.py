@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -14,50 +15,59 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from node.cli._boundary import fail
 from node.config import ENV_PREFIX, NodeConfig
 
 app = typer.Typer(
     no_args_is_help=True,
     help="Run a peer node (train locally, gossip deltas, record on chain) and look at it.",
 )
-err = Console(stderr=True)
 
 
-def fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
+def _option_type(name: str) -> Any:
+    """The flag type of NodeConfig field ``name``, from its real type (None: not given)."""
+    from typing import get_args, get_origin
+
+    from node.config import field_types, optional_inner
+
+    kind, _ = optional_inner(field_types()[name])
+    if get_origin(kind) is tuple:
+        return Optional[list[get_args(kind)[0]]]  # type: ignore[misc]
+    return Optional[kind]
 
 
-def _option_type(kind: str) -> Any:
-    if "tuple" in kind:
-        return Optional[list[str]]
-    if kind == "int":
-        return Optional[int]
-    if kind == "float":
-        return Optional[float]
-    if "Path" in kind:
-        return Optional[Path]
-    return Optional[str]
+def _option_flag(name: str) -> str:
+    """``--name``; ``--name/--no-name`` for a bool field, so a file's true can be turned off."""
+    from node.config import field_types
+
+    flag = "--" + name.replace("_", "-")
+    return f"{flag}/--no-{flag[2:]}" if field_types()[name] is bool else flag
 
 
 def _start(config: Optional[Path], verbose: bool, **overrides: Any) -> None:
+    """Check the whole configuration, then run the peer (errors end at the boundary)."""
+    from node.config import load_config
+
+    cfg = _with_chain(load_config(config, overrides))
+    # The heavy imports (torch, libp2p) only once the configuration is known to be good.
     import trio
 
-    from contracts.errors import LedgerError
-    from gossip.errors import GossipError
-    from node.config import load_config
-    from node.errors import NodeError
     from node.logs import setup_logging
     from node.peer import run_peer
 
     setup_logging(verbose)
-    try:
-        cfg = load_config(config, overrides)
-        trio.run(run_peer, cfg)
-    except (NodeError, LedgerError, GossipError) as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+    trio.run(run_peer, cfg)
+
+
+def _with_chain(cfg: NodeConfig) -> NodeConfig:
+    """Take rpc_url and contract from the config's devnet.json where they are not set
+    (only the CLI reads devnet files: the peer knows nothing of devnets)."""
+    if cfg.devnet is None or (cfg.rpc_url and cfg.contract):
+        return cfg
+    from devnet.info import DevnetInfo
+
+    info = DevnetInfo.load(cfg.devnet)  # a DevnetFileError says what is wrong with it
+    return dataclasses.replace(cfg, rpc_url=cfg.rpc_url or info.rpc_url, contract=cfg.contract or info.contract)
 
 
 def _build_start() -> Any:
@@ -79,10 +89,10 @@ def _build_start() -> Any:
         ),
     ]
     for f in fields(NodeConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flag = _option_flag(f.name)
         params.append(
             inspect.Parameter(
-                f.name, inspect.Parameter.KEYWORD_ONLY, annotation=_option_type(str(f.type)),
+                f.name, inspect.Parameter.KEYWORD_ONLY, annotation=_option_type(f.name),
                 default=typer.Option(
                     None, flag, help=f"{f.metadata['help']} [env {ENV_PREFIX}{f.name.upper()}; default {f.default!r}]",
                     show_default=False,
@@ -108,36 +118,36 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Show a peer's round, peers, last contribution and accuracy (from its status file)."""
-    from node.checkpoint import CheckpointStore
     from node.errors import PeerError
+    from node.peer.status import PeerStatus
 
     try:
-        data = CheckpointStore(checkpoint_dir).read_status()
+        status = PeerStatus.load(checkpoint_dir)
     except PeerError as exc:
         fail(str(exc))
-    if data is None:
+    if status is None:
         fail(f"no status in {checkpoint_dir}: has a peer run with this --checkpoint-dir?")
-    data["running"] = _alive(int(data.get("pid", 0))) and not data.get("stopped", False)
-    data["age_seconds"] = round(time.time() - float(data.get("updated", 0)), 1)
+    running = _alive(status.pid) and not status.stopped
+    age = round(time.time() - status.updated, 1)
     if as_json:
-        typer.echo(json.dumps(data, indent=1))
+        typer.echo(json.dumps({**status.to_json(), "running": running, "age_seconds": age}, indent=1))
         return
-    table = Table(title=f"peer {data['peer_id']}", show_header=False)
-    last = data.get("last_contribution") or {}
+    table = Table(title=f"peer {status.peer_id}", show_header=False)
+    last = status.last_contribution
     rows = [
-        ("running", "yes" if data["running"] else "no"),
-        ("address", data["address"]),
-        ("round", f"{data['round']}" + (f" / {data['rounds_target']}" if data.get("rounds_target") else "")),
-        ("connected peers", str(data["peers"])),
-        ("last contribution", f"round {last.get('round')} {last.get('delta_hash', '')[:18]}… {last.get('status')}" if last else "-"),
-        ("queued for the chain", str(data["queued_records"])),
-        ("accuracy (local held-out)", f"{data['accuracy']:.4f}"),
-        ("merged / recorded", f"{data['merged_total']} / {data['recorded_total']}"),
-        ("withdrawn subjects", str(data["withdrawn_subjects"])),
-        ("epsilon spent", f"{data['epsilon_total']:.4f}"),
-        ("dropped", ", ".join(f"{k}={v}" for k, v in data["dropped"].items()) or "0"),
-        ("bytes sent / received", f"{data['bytes_sent']:,} / {data['bytes_received']:,}"),
-        ("updated", f"{data['age_seconds']} s ago"),
+        ("running", "yes" if running else "no"),
+        ("address", status.address),
+        ("round", f"{status.round}" + (f" / {status.rounds_target}" if status.rounds_target else "")),
+        ("connected peers", str(status.peers)),
+        ("last contribution", f"round {last.round} {last.delta_hash[:18]}… {last.status}" if last else "-"),
+        ("queued for the chain", f"{status.queued_records}" + ("" if status.recorder == "ok" else f" ({status.recorder})")),
+        ("accuracy (local held-out)", f"{status.accuracy:.4f}"),
+        ("merged / recorded", f"{status.merged_total} / {status.recorded_total}"),
+        ("withdrawn subjects", str(status.withdrawn_subjects)),
+        ("epsilon spent", f"{status.epsilon_total:.4f}"),
+        ("dropped", ", ".join(f"{k}={v}" for k, v in status.dropped.items()) or "0"),
+        ("bytes sent / received", f"{status.bytes_sent:,} / {status.bytes_received:,}"),
+        ("updated", f"{age} s ago"),
     ]
     for key, value in rows:
         table.add_row(key, value)
@@ -154,6 +164,8 @@ def init(
     from gossip.identity import eth_address_from_peer_id, load_or_create_secret, peer_id_from_secret
     from node.config import to_toml
 
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file: give a folder for node.key and node.toml (created if absent)")
     out.mkdir(parents=True, exist_ok=True)
     secret = load_or_create_secret(out / "node.key")
     peer_id = peer_id_from_secret(secret)
@@ -167,7 +179,8 @@ def init(
     typer.echo(f"address: {eth_address_from_peer_id(peer_id)}")
     typer.echo(
         f"next: the consortium admin runs `medgossip admin register-node --address "
-        f"{eth_address_from_peer_id(peer_id)} --peer-id {peer_id}`"
+        f"{eth_address_from_peer_id(peer_id)} --peer-id {peer_id} --sample-cap N` "
+        "(N: the most samples one contribution may declare, e.g. local steps x batch size)"
     )
 
 

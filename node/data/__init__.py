@@ -1,6 +1,7 @@
 """Imaging data of one node: DICOM in, de-identified images + consent tokens out.
 
     dicom_io.py     read a file with pydicom, classify what is wrong with it, decode pixels
+    gdcm_jpeg12.py  GDCM as pydicom's last-resort decoder (12-bit JPEG that libjpeg refuses)
     deid.py         PS3.15 Annex E de-identification (dicognito + hand rules)
     consent.py      consent tokens and subject commitments (keccak256)
     linkage.py      the private linkage table (original ID -> pseudonym -> token), 0600

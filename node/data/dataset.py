@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gossip.files import atomic_write
 from node.data.manifest import Manifest
 from node.errors import DataError
 
@@ -139,9 +140,6 @@ def _write_cache(root: Path, size: int, digest: str, images: np.ndarray) -> None
 
     path = _cache_path(root, size)
     try:
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(save({"images": images}, metadata={"manifest_sha256": digest}))
-        os.replace(tmp, path)
+        atomic_write(path, save({"images": images}, metadata={"manifest_sha256": digest}), mode=0o666)
     except OSError:
         return

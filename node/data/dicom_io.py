@@ -2,7 +2,9 @@
 
 Everything pydicom raises is caught here and turned into a :class:`Rejected` with a
 short reason code, so that ingest can report the file instead of crashing. Nothing in
-this module logs or prints dataset contents.
+this module logs or prints dataset contents. Before the first decode, GDCM is made
+pydicom's last-resort decoder (:mod:`node.data.gdcm_jpeg12`): it decodes the 12-bit
+JPEG Extended files that pylibjpeg refuses.
 """
 
 from __future__ import annotations
@@ -144,6 +146,9 @@ def check_image(ds: Dataset) -> None:
         raise Rejected(Reason.UNSUPPORTED_IMAGE, f"frame larger than {MAX_FRAME_PIXELS} pixels")
     from pydicom.pixels import get_decoder
 
+    from node.data.gdcm_jpeg12 import use_gdcm_as_fallback
+
+    use_gdcm_as_fallback()
     tsyntax = transfer_syntax_of(ds)
     try:
         decoder = get_decoder(tsyntax)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
+import io
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gossip.files import atomic_write
 from node.data.deid import Deidentifier
 from node.data.dicom_io import (
     Reason,
@@ -257,22 +259,20 @@ class _Ingestor:
     def _write(self, ds: Dataset, pseudonym: str, target: Path, shape: tuple[int, ...]) -> None:
         import pydicom
 
-        tmp = target.with_name(f".{target.name}.tmp")
         try:
             self.deid.deidentify(ds, pseudonym)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            ds.save_as(tmp, enforce_file_format=True)
-            back = pydicom.dcmread(tmp, stop_before_pixels=False)
+            buffer = io.BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            data = buffer.getvalue()
+            back = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=False)
             if pixel_shape(back) != shape or back.get("PatientIdentityRemoved") != "YES":
                 raise Rejected(Reason.DEID_FAILED, "output does not read back as written")
-            os.replace(tmp, target)
+            atomic_write(target, data, mode=0o666)  # the umask decides, as for any file
         except Rejected:
-            tmp.unlink(missing_ok=True)
             raise
         except Exception as exc:  # noqa: BLE001 - boundary: untrusted file x third-party code
             # dicognito and pydicom's writer raise many unrelated types on odd input;
             # the file is counted and reported, the run goes on.
-            tmp.unlink(missing_ok=True)
             log.info("de-identification failed: %s", type(exc).__name__)
             raise Rejected(
                 Reason.DEID_FAILED, f"cannot de-identify/write valid DICOM ({type(exc).__name__})"

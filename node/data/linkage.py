@@ -15,6 +15,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gossip.files import atomic_write
 from node.data.consent import commitment_of, format_token, new_token, parse_token
 from node.errors import InvalidToken, LinkageError
 
@@ -45,22 +46,6 @@ def _new_pseudonym(taken: set[str]) -> str:
         candidate = "MG-" + secrets.token_hex(5).upper()
         if candidate not in taken:
             return candidate
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` atomically to ``path`` with mode 0600 from the first byte."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class LinkageTable:
@@ -149,7 +134,7 @@ class LinkageTable:
                 for r in sorted(self._rows.values(), key=lambda r: r.pseudonym)
             ],
         }
-        write_private(path, json.dumps(doc, indent=1).encode())
+        atomic_write(path, json.dumps(doc, indent=1), mode=0o600)  # secret: owner only
         return path
 
     # --- queries ------------------------------------------------------------------

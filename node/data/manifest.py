@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from gossip.files import atomic_write
 from node.errors import ManifestError
 
 __all__ = ["MANIFEST_FILE", "Manifest", "ManifestEntry"]
@@ -96,16 +97,14 @@ class Manifest:
         return cls.load(data_dir) if cls.path_in(data_dir).is_file() else cls(())
 
     def save(self, data_dir: str | os.PathLike[str]) -> Path:
-        """Write atomically (temporary file + rename)."""
+        """Write atomically and durably (``gossip.files.atomic_write``)."""
         path = self.path_in(data_dir)
         doc = {
             "format": _FORMAT,
             "count": len(self.entries),
             "entries": [e.to_json() for e in sorted(self.entries, key=lambda e: e.path)],
         }
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(doc, indent=1) + "\n", mode=0o666)  # the umask decides
         return path
 
     @property

@@ -55,14 +55,18 @@ def admin(chain: Chain) -> AuditLedger:
     return chain.handle(chain.admin_key)
 
 
-@pytest.fixture
-def registered_node(chain: Chain, admin: AuditLedger) -> Callable[[], AuditLedger]:
-    """Factory: a funded, registered node and its handle."""
+SAMPLE_CAP = 1_000
+"""The sample cap of `registered_node`'s nodes unless a test asks for another."""
 
-    def make() -> AuditLedger:
+
+@pytest.fixture
+def registered_node(chain: Chain, admin: AuditLedger) -> Callable[..., AuditLedger]:
+    """Factory: a funded node registered with `sample_cap`, and its handle."""
+
+    def make(sample_cap: int = SAMPLE_CAP) -> AuditLedger:
         key = chain.funded_key()
         handle = chain.handle(key)
-        admin.register_node(handle.account or "", b"\x00\x25peer-" + bytes.fromhex(key[2:6]))
+        admin.register_node(handle.account or "", b"\x00\x25peer-" + bytes.fromhex(key[2:6]), sample_cap)
         return handle
 
     return make

@@ -4,6 +4,7 @@ and its custom error, through the binding (which must translate each revert)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from eth_utils import keccak
@@ -19,6 +20,8 @@ from contracts.errors import (
     NotAdmin,
     NotRegistered,
     RejectedArgument,
+    SampleCountOverCap,
+    StaleRound,
 )
 from contracts.ledger import AuditLedger, account_address, new_private_key
 from contracts.records import (
@@ -29,13 +32,16 @@ from contracts.records import (
     NodeInfo,
     NodeRegistered,
     NodeRevocation,
+    SampleCapSet,
 )
-from tests.contracts.conftest import Chain
+from tests.contracts.conftest import SAMPLE_CAP, Chain
 
 D1 = bytes.fromhex("11" * 32)
 D2 = bytes.fromhex("22" * 32)
 BASE = bytes.fromhex("aa" * 32)
 ROOT = bytes.fromhex("bb" * 32)
+GAS_BOUND = 60_000
+"""recordContribution's gas goal (README, issue 10)."""
 
 
 def record(node: AuditLedger, delta: bytes = D1, round: int = 7, samples: int = 120,
@@ -54,12 +60,17 @@ def test_deployer_is_admin_and_genesis_is_unset(chain: Chain, admin: AuditLedger
 def test_register_node_emits_event_and_sets_node_info(chain: Chain, admin: AuditLedger) -> None:
     address = account_address(new_private_key())
 
-    result = admin.register_node(address, b"\x00\x25peer")
+    result = admin.register_node(address, b"\x00\x25peer", 320)
 
-    assert result.event == NodeRegistered(address, b"\x00\x25peer", result.block_number, result.tx_hash)
-    assert admin.node_info(address) == NodeInfo(address, b"\x00\x25peer", True)
+    assert result.events == (
+        NodeRegistered(address, b"\x00\x25peer", result.block_number, result.tx_hash),
+        SampleCapSet(address, 320, result.block_number, result.tx_hash),
+    )
+    assert result.event == result.events[0]
+    assert admin.node_info(address) == NodeInfo(address, b"\x00\x25peer", True, 320, 0, None)
     assert admin.is_active_node(address)
     assert [r.node for r in admin.node_registrations()] == [address]
+    assert admin.registered_nodes() == [admin.node_info(address)]
 
 
 def test_register_node_errors(chain: Chain, admin: AuditLedger, registered_node) -> None:
@@ -67,24 +78,32 @@ def test_register_node_errors(chain: Chain, admin: AuditLedger, registered_node)
     address = account_address(new_private_key())
 
     with pytest.raises(NotAdmin) as not_admin:
-        node.register_node(address, b"peer")
+        node.register_node(address, b"peer", 10)
     assert not_admin.value.error_name == "AuditLedgerNotAdmin"
     assert not_admin.value.error_args == (node.account,)
 
     with pytest.raises(AlreadyRegistered) as again:
-        admin.register_node(node.account or "", b"other-peer")
+        admin.register_node(node.account or "", b"other-peer", 10)
     assert again.value.error_args == (node.account,)
 
     with pytest.raises(RejectedArgument) as zero:
-        admin.register_node("0x" + "00" * 20, b"peer")
-    assert zero.value.error_name == "AuditLedgerZeroAddress"
+        admin.register_node("0x" + "00" * 20, b"peer", 10)
+    assert (zero.value.error_name, zero.value.error_args) == ("AuditLedgerZeroAddress", ())
 
-    # The binding refuses an empty peer ID; the contract does too.
+    # The binding refuses an empty peer ID and a zero cap; the contract does too.
     with pytest.raises(InvalidInput, match="peer_id"):
-        admin.register_node(address, b"")
+        admin.register_node(address, b"", 10)
     with pytest.raises(RejectedArgument) as empty:
-        admin._transact("registerNode", (address, b""))
-    assert empty.value.error_name == "AuditLedgerEmptyPeerId"
+        admin._transact("registerNode", (address, b"", 10))
+    assert (empty.value.error_name, empty.value.error_args) == ("AuditLedgerEmptyPeerId", ())
+    for bad_cap in (0, 2**32, True):
+        with pytest.raises(InvalidInput, match="sample_cap"):
+            admin.register_node(address, b"peer", bad_cap)
+    with pytest.raises(RejectedArgument) as zero_cap:
+        admin._transact("registerNode", (address, b"peer", 0))
+    assert (zero_cap.value.error_name, zero_cap.value.error_args) == ("AuditLedgerZeroSampleCap", ())
+    assert str(zero_cap.value) == "the contract rejected a zero sample cap"
+    assert admin.node_info(address) is None  # nothing was registered
 
 
 def test_revoke_node_emits_event_and_blocks_the_node(
@@ -92,12 +111,15 @@ def test_revoke_node_emits_event_and_blocks_the_node(
 ) -> None:
     node = registered_node()
     record(node, D1)
+    before = admin.node_info(node.account or "")
+    assert before is not None and (before.active, before.last_round, before.revoked_at_block) == (True, 7, None)
 
     result = admin.revoke_node(node.account or "")
 
-    assert result.event == NodeRevocation(node.account or "", result.block_number, result.tx_hash)
-    info = admin.node_info(node.account or "")
-    assert info is not None and not info.active
+    assert result.events == (NodeRevocation(node.account or "", result.block_number, result.tx_hash),)
+    assert admin.node_info(node.account or "") == replace(
+        before, active=False, revoked_at_block=result.block_number
+    )
     with pytest.raises(NodeRevoked) as rec:
         record(node, D2)
     assert rec.value.error_args == (node.account,)
@@ -106,7 +128,10 @@ def test_revoke_node_emits_event_and_blocks_the_node(
     with pytest.raises(NodeRevoked):
         admin.revoke_node(node.account or "")
     with pytest.raises(AlreadyRegistered):  # revocation is final
-        admin.register_node(node.account or "", b"peer")
+        admin.register_node(node.account or "", b"peer", 10)
+    with pytest.raises(NodeRevoked) as cap:
+        admin.set_sample_cap(node.account or "", 10)
+    assert cap.value.error_args == (node.account,)
     # its past record stays
     assert admin.contribution(D1) == ContributionRef(node.account or "", 7, 120)
 
@@ -118,8 +143,10 @@ def test_revoke_node_errors(chain: Chain, admin: AuditLedger, registered_node) -
     with pytest.raises(NotRegistered) as missing:
         admin.revoke_node(unknown)
     assert missing.value.error_args == (unknown,)
-    with pytest.raises(NotAdmin):
+    with pytest.raises(NotAdmin) as not_admin:
         node.revoke_node(node.account or "")
+    assert not_admin.value.error_args == (node.account,)
+    assert admin.node_info(node.account or "").revoked_at_block is None  # type: ignore[union-attr]
 
 
 def test_set_genesis_model_once(chain: Chain, admin: AuditLedger, registered_node) -> None:
@@ -148,7 +175,7 @@ def test_set_genesis_model_zero_hash_rejected_by_contract(admin: AuditLedger) ->
 
 
 def test_record_contribution_event_view_and_gas(chain: Chain, registered_node) -> None:
-    node = registered_node()
+    node = registered_node(sample_cap=2**32 - 1)
 
     result = record(node, D1, round=2**64 - 1, samples=2**32 - 1, epsilon=1.2345678)
 
@@ -159,15 +186,29 @@ def test_record_contribution_event_view_and_gas(chain: Chain, registered_node) -
     )
     assert node.contribution(D1) == ContributionRef(node.account or "", 2**64 - 1, 2**32 - 1)
     assert node.contribution(D2) is None
-    assert result.gas_used <= 60_000, f"recordContribution cost {result.gas_used} gas"
+    info = node.node_info(node.account or "")
+    assert info is not None and info.last_round == 2**64 - 1
+
+
+def test_record_contribution_gas_is_within_the_bound(chain: Chain, registered_node) -> None:
+    # eth-tester's gas is deterministic: the first contribution of a node (its
+    # lastRound slot goes from 0 to 1) and a later one (slot already non-zero).
+    node = registered_node()
+
+    first = record(node, D1, round=1, samples=SAMPLE_CAP)
+    later = record(node, D2, round=2, samples=SAMPLE_CAP)
+
+    print(f"recordContribution gas: first {first.gas_used}, later {later.gas_used}")
+    assert first.gas_used <= GAS_BOUND, f"recordContribution cost {first.gas_used} gas"
+    assert later.gas_used <= GAS_BOUND, f"recordContribution cost {later.gas_used} gas"
 
 
 def test_record_contribution_errors(chain: Chain, admin: AuditLedger, registered_node) -> None:
     node = registered_node()
-    record(node, D1)
+    record(node, D1, round=7)
 
     with pytest.raises(DuplicateContribution) as duplicate:
-        record(node, D1)
+        record(node, D1, round=8)
     assert duplicate.value.error_args == (D1,)
     with pytest.raises(DuplicateContribution):  # another node cannot claim it either
         record(registered_node(), D1)
@@ -175,18 +216,99 @@ def test_record_contribution_errors(chain: Chain, admin: AuditLedger, registered
         record(admin, D2)
     assert stranger.value.error_args == (admin.account,)
     with pytest.raises(RejectedArgument) as zero:
-        node._transact("recordContribution", (b"\x00" * 32, BASE, 1, 1, ROOT, 0))
+        node._transact("recordContribution", (b"\x00" * 32, BASE, 9, 1, ROOT, 0))
     assert zero.value.error_name == "AuditLedgerZeroHash"
+
+
+@pytest.mark.parametrize("round_", [5, 4, 1], ids=["equal", "lower", "first-round"])
+def test_a_round_at_or_below_the_last_one_is_stale(chain: Chain, registered_node, round_: int) -> None:
+    node = registered_node()
+    record(node, D1, round=5)
+
+    with pytest.raises(StaleRound) as stale:
+        record(node, D2, round=round_)
+
+    assert stale.value.error_name == "AuditLedgerStaleRound"
+    assert stale.value.error_args == (node.account, round_, 5)
+    assert (stale.value.node, stale.value.round, stale.value.last_round) == (node.account, round_, 5)
+    assert str(stale.value) == f"node {node.account} cannot record round {round_}: its last round is 5"
+    assert node.contribution(D2) is None
+    record(node, D2, round=6)  # the next round is fine
+    assert node.node_info(node.account or "").last_round == 6  # type: ignore[union-attr]
+
+
+def test_rounds_start_at_one_and_are_per_node(chain: Chain, registered_node) -> None:
+    a, b = registered_node(), registered_node()
+
+    with pytest.raises(StaleRound) as zero:
+        record(a, D1, round=0)
+    assert zero.value.error_args == (a.account, 0, 0)
+    record(a, D1, round=1)
+    record(b, D2, round=1)  # b's rounds are its own
+
+    assert [a.node_info(n.account or "").last_round for n in (a, b)] == [1, 1]  # type: ignore[union-attr]
+
+
+def test_a_sample_count_over_the_cap_is_refused(chain: Chain, registered_node) -> None:
+    node = registered_node(sample_cap=100)
+
+    with pytest.raises(SampleCountOverCap) as over:
+        record(node, D1, round=1, samples=101)
+
+    assert over.value.error_name == "AuditLedgerSampleCountOverCap"
+    assert over.value.error_args == (node.account, 101, 100)
+    assert (over.value.node, over.value.sample_count, over.value.sample_cap) == (node.account, 101, 100)
+    assert str(over.value) == f"node {node.account} declared 101 samples, above its cap of 100"
+    assert node.node_info(node.account or "").last_round == 0  # type: ignore[union-attr]
+    # the cap itself is allowed, in the very round that was refused
+    assert record(node, D1, round=1, samples=100).event is not None
+    with pytest.raises(SampleCountOverCap) as huge:
+        record(node, D2, round=2, samples=2**32 - 1)
+    assert huge.value.error_args == (node.account, 2**32 - 1, 100)
+
+
+def test_admin_changes_a_cap_with_an_event(chain: Chain, admin: AuditLedger, registered_node) -> None:
+    node = registered_node(sample_cap=100)
+    record(node, D1, round=1, samples=100)
+
+    result = admin.set_sample_cap(node.account or "", 40)
+
+    assert result.events == (SampleCapSet(node.account or "", 40, result.block_number, result.tx_hash),)
+    info = admin.node_info(node.account or "")
+    assert info is not None and (info.sample_cap, info.last_round) == (40, 1)
+    assert [n.sample_cap for n in admin.registered_nodes()] == [40]
+    with pytest.raises(SampleCountOverCap) as over:
+        record(node, D2, round=2, samples=41)
+    assert over.value.error_args == (node.account, 41, 40)
+    assert node.contribution(D1) == ContributionRef(node.account or "", 1, 100)  # past records keep their count
+
+
+def test_set_sample_cap_errors(chain: Chain, admin: AuditLedger, registered_node) -> None:
+    node = registered_node()
+    unknown = account_address(new_private_key())
+
+    with pytest.raises(NotAdmin) as not_admin:
+        node.set_sample_cap(node.account or "", 5_000)
+    assert not_admin.value.error_args == (node.account,)
+    with pytest.raises(NotRegistered) as missing:
+        admin.set_sample_cap(unknown, 10)
+    assert missing.value.error_args == (unknown,)
+    with pytest.raises(InvalidInput, match="sample_cap"):
+        admin.set_sample_cap(node.account or "", 0)
+    with pytest.raises(RejectedArgument) as zero:
+        admin._transact("setSampleCap", (node.account, 0))
+    assert (zero.value.error_name, zero.value.error_args) == ("AuditLedgerZeroSampleCap", ())
+    assert admin.node_info(node.account or "").sample_cap == SAMPLE_CAP  # type: ignore[union-attr]
 
 
 def test_contribution_queries_filter_on_indexed_fields(chain: Chain, registered_node) -> None:
     a, b = registered_node(), registered_node()
     start = a.block_number()
-    for i, (node, rnd) in enumerate([(a, 1), (a, 2), (b, 1), (b, 2), (a, 2)]):
+    for i, (node, rnd) in enumerate([(a, 1), (a, 2), (b, 1), (b, 2), (a, 3)]):
         record(node, keccak(bytes([i])), round=rnd)
 
     assert len(a.contributions(from_block=start)) == 5
-    assert [c.round for c in a.contributions(node=a.account, from_block=start)] == [1, 2, 2]
+    assert [c.round for c in a.contributions(node=a.account, from_block=start)] == [1, 2, 3]
     assert {c.node for c in a.contributions(round=1, from_block=start)} == {a.account, b.account}
     assert [c.node for c in a.contributions(node=b.account, round=2)] == [b.account]
     only = a.contributions(delta_hash=keccak(bytes([3])))
@@ -276,6 +398,6 @@ def test_bad_keys_and_read_only_handles(chain: Chain) -> None:
 
 def test_unfunded_sender_is_insufficient_funds(chain: Chain, admin: AuditLedger) -> None:
     key = new_private_key()
-    admin.register_node(account_address(key), b"peer")
+    admin.register_node(account_address(key), b"peer", 10)
     with pytest.raises(InsufficientFunds):
         record(chain.handle(key), D1)

@@ -67,5 +67,28 @@ async def collect_announcements(
         into.append(received)
 
 
+def in_mesh(net: GossipNetwork, peer_id: str) -> bool:
+    """Is ``peer_id`` in ``net``'s GossipSub mesh for its topic (so a publish reaches it)?"""
+    mesh = net._parts.gossipsub.mesh.get(net.config.topic, set())
+    return peer_id in {str(peer) for peer in mesh}
+
+
+def count_failed_dials(net: GossipNetwork) -> list[int]:
+    """Count ``net``'s failed outbound dials from now on, in the returned one-item list."""
+    host = net._parts.host
+    dial = host.connect
+    failed = [0]
+
+    async def connect(*args: Any, **kwargs: Any) -> None:
+        try:
+            await dial(*args, **kwargs)
+        except Exception:
+            failed[0] += 1
+            raise
+
+    host.connect = connect
+    return failed
+
+
 def new_secret() -> bytes:
     return generate_secret()

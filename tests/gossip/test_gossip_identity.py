@@ -60,6 +60,38 @@ def test_load_or_create_secret_rejects_garbage(tmp_path: Path) -> None:
         identity.load_or_create_secret(key_file)
 
 
+def test_load_or_create_secret_says_which_file_and_what_to_do(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.key"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(InvalidIdentity, match="binary.key is not a key file.*64 hex"):
+        identity.load_or_create_secret(binary)
+    with pytest.raises(InvalidIdentity, match="cannot read key file"):
+        identity.load_or_create_secret(tmp_path)  # a folder where the file should be
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(InvalidIdentity, match="cannot create key file .*node.key"):
+        identity.load_or_create_secret(a_file / "keys" / "node.key")
+    short = tmp_path / "short.key"
+    short.write_text("0x" + "12" * 31)
+    with pytest.raises(InvalidIdentity, match="short.key does not hold a valid key"):
+        identity.load_or_create_secret(short)
+
+
+def test_load_accepts_0x_prefix_and_whitespace(tmp_path: Path) -> None:
+    secret = identity.generate_secret()
+    key_file = tmp_path / "node.key"
+    key_file.write_text(f"  0x{secret.hex()}\n\n")
+    assert identity.load_or_create_secret(key_file) == secret
+
+
+def test_eth_address_is_eip55_checksummed() -> None:
+    from eth_utils import is_checksum_address
+
+    for _ in range(20):
+        address = identity.eth_address_from_peer_id(identity.peer_id_from_secret(identity.generate_secret()))
+        assert is_checksum_address(address) and address != address.lower()
+
+
 def test_non_secp256k1_peer_id_is_rejected() -> None:
     ed25519_style = "12D3KooWGzxzKZYveHXtpG6AsrUJBcWxHBFS2HsEoGTxrMLvKXtf"
     with pytest.raises(InvalidIdentity):

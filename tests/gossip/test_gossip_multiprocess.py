@@ -124,8 +124,7 @@ async def test_three_processes_announce_transfer_fail_over_and_restart() -> None
             assert hub.stats.fetch_attempts_failed >= 1
 
             # kill -9 the ticker (announcing 5/s) and restart it with the same key.
-            await wait_until(lambda: ticker.announcements_from(ids[2]) == 0
-                             and holder.announcements_from(ids[2]) >= 5, 10, "ticks")
+            await wait_until(lambda: holder.announcements_from(ids[2]) >= 5, 10, "ticks")
             ticker.kill9()
             reborn = Proc("--secret", secrets[2].hex(), *boot, "--announce-every", "0.2",
                           "--round-start", "1000000")

@@ -6,6 +6,7 @@ import random
 
 import pytest
 import trio
+import trio.testing
 
 from gossip.errors import TransferTimeout, TruncatedTransfer
 from gossip.transfer import _receive_hashed, keccak256
@@ -42,6 +43,10 @@ async def test_a_stream_that_ends_early_is_a_truncated_transfer() -> None:
         await _receive_hashed(_Stream(bytes(3_000_000), 1), 4_000_000, stall_timeout=5)
 
 
-async def test_a_stream_that_stalls_times_out() -> None:
-    with pytest.raises(TransferTimeout, match="stalled"):
-        await _receive_hashed(_Stream(bytes(10), 2, stall_after=5), 10, stall_timeout=0.2)
+async def test_a_stream_that_stalls_times_out(autojump_clock: trio.testing.MockClock) -> None:
+    """The production stall timeout (15 s) on trio's mock clock: instant, and exact."""
+    start = trio.current_time()
+    with trio.fail_after(60):  # a reader that never gives up fails here, not by hanging
+        with pytest.raises(TransferTimeout, match="stalled after 5 of 10 bytes"):
+            await _receive_hashed(_Stream(bytes(10), 2, stall_after=5), 10, stall_timeout=15)
+    assert trio.current_time() - start == pytest.approx(15)

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gossip import _tuning
+from gossip.errors import UnsupportedLibp2p
 
 
 def test_library_internals_match_the_tuning() -> None:
     assert _tuning.check_library() == []
 
 
-def test_tuning_takes_effect() -> None:
-    from libp2p.security.noise import io as noise_io
+def test_a_changed_internal_is_reported_and_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     from libp2p.stream_muxer.yamux import yamux
 
-    _tuning.apply_transport_tuning()
-    assert yamux.MAX_MESSAGE_SIZE == _tuning.TUNED_YAMUX_FRAME
-    assert yamux.DEFAULT_WINDOW_SIZE == _tuning.TUNED_WINDOW
-    assert yamux._yamux_release_on_read() is False
-    assert noise_io.BaseNoiseMsgReadWriter.write_msg is _tuning._noise_write_msg
-    assert noise_io.NoiseTransportReadWriter.read_msg is _tuning._noise_transport_read_msg
+    async def write(self: object, data: bytes) -> None:  # a "new release" of write
+        return None
+
+    monkeypatch.setattr(yamux.YamuxStream, "write", write)
+    monkeypatch.setattr(_tuning, "_library_problems", lambda: tuple(_tuning.check_library()))
+    problems = _tuning.check_library()
+    assert any(p.startswith("libp2p.stream_muxer.yamux.yamux:YamuxStream.write changed")
+               for p in problems)
+    with pytest.raises(UnsupportedLibp2p, match="YamuxStream.write changed"):
+        _tuning.require_library()
+
+
+def test_every_fingerprint_names_a_real_internal() -> None:
+    for target in _tuning._FINGERPRINTS:
+        assert callable(_tuning._resolve(target)), target
 
 
 def test_seqno_seed_is_nanoseconds() -> None:
@@ -69,7 +80,6 @@ async def test_buffered_noise_reader_cuts_messages_at_any_socket_boundary() -> N
 
 
 async def test_buffered_noise_reader_reports_a_connection_closed_mid_message() -> None:
-    import pytest
     from libp2p.io.exceptions import IncompleteReadError
 
     wire = _noise_packets([b"a" * 100, b"b" * 100])[:-1]

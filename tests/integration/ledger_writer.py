@@ -1,7 +1,9 @@
-"""A node process for the ledger tests: records N contributions with its own key from
-4 worker threads (one nonce manager per process), then prints its delta hashes.
+"""A node process for the ledger tests: records N contributions with its own key, rounds
+1..N in order (the contract takes one per round, rounds strictly increasing), while 3
+worker threads withdraw consents on the same key (one nonce manager per process, shared
+by 4 threads); then prints its delta hashes and withdrawn subjects.
 
-    python -m tests.integration.ledger_writer RPC CONTRACT KEY_FILE TAG N ROUNDS
+    python -m tests.integration.ledger_writer RPC CONTRACT KEY_FILE TAG N WITHDRAWALS
 """
 
 from __future__ import annotations
@@ -17,18 +19,28 @@ from contracts.ledger import AuditLedger
 
 
 def main() -> None:
-    rpc, contract, key_file, tag, count, rounds = sys.argv[1:7]
+    rpc, contract, key_file, tag, count, withdrawals = sys.argv[1:7]
     ledger = AuditLedger(rpc, contract, Path(key_file).read_text().strip())
-    n, r = int(count), int(rounds)
+    n, w = int(count), int(withdrawals)
 
-    def one(i: int) -> str:
-        delta = keccak(f"{tag}-{i}".encode())
-        ledger.record_contribution(delta, keccak(b"base"), i % r, 10 + i, keccak(b"root"), 0.01 * i)
-        return "0x" + delta.hex()
+    def contribute() -> list[str]:
+        hashes = []
+        for i in range(n):
+            delta = keccak(f"{tag}-{i}".encode())
+            ledger.record_contribution(delta, keccak(b"base"), i + 1, 10 + i, keccak(b"root"), 0.01 * i)
+            hashes.append("0x" + delta.hex())
+        return hashes
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        hashes = list(pool.map(one, range(n)))
-    print(json.dumps({"address": ledger.account, "hashes": hashes}))
+    def withdraw(i: int) -> str:
+        subject = keccak(f"{tag}-subject-{i}".encode())
+        ledger.withdraw_consent(subject)
+        return "0x" + subject.hex()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # one thread contributes, 3 withdraw
+        recorded = pool.submit(contribute)
+        subjects = list(pool.map(withdraw, range(w)))
+        hashes = recorded.result()
+    print(json.dumps({"address": ledger.account, "hashes": hashes, "subjects": subjects}))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ topic) that re-announces its one delta hash every second with a growing round, s
 honest peers keep seeing it as that host's latest contribution. With "serve" it answers
 fetches of that hash with those bytes even when they do not hash to it (a lying holder:
 `provide()` refuses that, so the test reaches into the store on purpose). Runs until
-SIGTERM/SIGINT; writes its hosts' counters to the status file.
+SIGTERM/SIGINT; rewrites the status file with its hosts' counters after every announce.
 """
 
 from __future__ import annotations
@@ -59,15 +59,14 @@ async def _host(spec: dict[str, Any], host: dict[str, Any], report: dict[str, An
                 "payloads_served": stats.payloads_served,
                 "dropped": dict(stats.dropped),
             }
-            await trio.sleep(1.0)
+            _write_status(Path(spec["status_file"]), report)
+            await trio.sleep(1.0)  # the re-announce cadence (behaviour, not synchronisation)
 
 
-async def _write_status(path: Path, report: dict[str, Any]) -> None:
-    while True:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(report))
-        tmp.replace(path)
-        await trio.sleep(0.5)
+def _write_status(path: Path, report: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report))
+    tmp.replace(path)
 
 
 async def main(spec_path: str) -> None:
@@ -76,7 +75,6 @@ async def main(spec_path: str) -> None:
     async with trio.open_nursery() as nursery:
         for host in spec["hosts"]:
             nursery.start_soon(_host, spec, host, report)
-        nursery.start_soon(_write_status, Path(spec["status_file"]), report)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 nursery.cancel_scope.cancel()

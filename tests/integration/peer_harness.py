@@ -15,10 +15,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devnet.processes import spawn
 from node.checkpoint import NodeState
 from node.cli.localnet import LocalNet, PeerHandle, tail
 
@@ -51,11 +52,13 @@ def wait_until(
     peers: Iterable[PeerHandle] | None = None,
     poll: float = 0.3,
     allow_dead: Iterable[PeerHandle] = (),
+    while_training: bool = False,
 ) -> None:
     """Poll `predicate` with a deadline; on timeout (or a peer dying) fail with log tails.
 
     A peer in `allow_dead` may be down (the test killed it); any other peer that is not
-    running is a failure.
+    running is a failure. `while_training`: what is awaited needs more rounds, so a
+    watched peer that has finished all its rounds first fails the wait at once.
     """
     watched = list(peers) if peers is not None else list(net.peers)
     allowed = {p.name for p in allow_dead}
@@ -63,6 +66,12 @@ def wait_until(
     while True:
         if predicate():
             return
+        if while_training:
+            done = [p.name for p in watched if status(p).get("finished")]
+            if done:
+                raise AssertionError(
+                    f"{', '.join(done)} finished every round before: {what}\nrounds: {rounds(net)}\n{logs(watched)}"
+                )
         for p in net.peers:
             if p.name not in allowed and not p.alive():
                 code = None if p.process is None else p.process.returncode
@@ -74,24 +83,6 @@ def wait_until(
                 f"timed out after {timeout:.0f} s waiting for: {what}\nrounds: {rounds(net)}\n{logs(watched)}"
             )
         time.sleep(poll)
-
-
-@dataclass
-class Timeline:
-    """What the scenario tests did and saw, shared between the tests of the module."""
-
-    started: float = field(default_factory=time.time)
-    withdrawn_subject: bytes = b""
-    withdrawn_used_before: list[int] = field(default_factory=list)
-    """peer-0 rounds whose audit listed the withdrawn subject before the withdrawal."""
-    applied_at: dict[str, int] = field(default_factory=dict)
-    """peer -> status round at which it was first seen to have applied the withdrawal."""
-    adversary_hashes: dict[str, bytes] = field(default_factory=dict)
-    killed_round: int = -1
-    restart_round: int = -1
-    chain_stopped: float = 0.0
-    chain_resumed: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 # --- the adversary process --------------------------------------------------------------
@@ -135,12 +126,11 @@ def start_adversary(folder: Path, spec: dict[str, Any]) -> Adversary:
     spec_path.write_text(json.dumps(spec))
     os.chmod(spec_path, 0o600)  # holds secrets
     with open(folder / "adversary.log", "ab") as log:
-        process = subprocess.Popen(
+        process = spawn(
             [sys.executable, "-m", "tests.integration.peer_adversary", str(spec_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parents[2],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,
         )
     return Adversary(process, folder)

@@ -12,9 +12,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from node.cli.localnet import create
 from node.config import NodeConfig, to_toml
 from tests.integration.peer_harness import logs, state, status, wait_until
+
+pytestmark = pytest.mark.slow
 
 EARLY_ROUNDS = 24
 LATE_ROUNDS = 3

@@ -1,5 +1,6 @@
 """The binding and devnet against a real anvil: two node processes recording 200
-contributions, queries, withdrawals, a restart that keeps the records, bad input."""
+contributions (while withdrawing consents on the same key), queries, withdrawals, sample
+caps and rounds, a restart that keeps the records, bad input."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from contracts.errors import (
     NodeRevoked,
     NotAdmin,
     NotRegistered,
+    SampleCountOverCap,
+    StaleRound,
 )
 from contracts.ledger import AuditLedger, account_address, new_private_key
 from devnet import (
@@ -34,6 +37,7 @@ from devnet import (
     stop_devnet,
 )
 from devnet.anvil import AnvilProcess
+from devnet.manage import DEFAULT_SAMPLE_CAP
 from gossip.identity import eth_address_from_peer_id, peer_id_bytes_from_secret
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +62,7 @@ def test_two_node_processes_record_200_contributions(devnet: DevnetInfo, tmp_pat
         subprocess.Popen(
             [sys.executable, "-m", "tests.integration.ledger_writer", devnet.rpc_url,
              devnet.contract, str(_write_key(tmp_path / f"{node.name}.key", node.private_key)),
-             node.name, "100", "10"],
+             node.name, "100", "30"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for node in devnet.nodes
@@ -77,17 +81,21 @@ def test_two_node_processes_record_200_contributions(devnet: DevnetInfo, tmp_pat
         assert result["address"] == node.address
         mine = reader.contributions(node=node.address)
         assert len(mine) == 100
-        assert {"0x" + c.delta_hash.hex() for c in mine} == set(result["hashes"])
+        assert ["0x" + c.delta_hash.hex() for c in mine] == result["hashes"]
+        assert [c.round for c in mine] == list(range(1, 101))
         assert {c.node for c in mine} == {node.address}
+        assert reader.node_info(node.address).last_round == 100  # type: ignore[union-attr]
+        assert {"0x" + w.subject.hex() for w in reader.withdrawals(by=node.address)} == set(result["subjects"])
+        assert len(result["subjects"]) == 30
     round3 = reader.contributions(round=3)
-    assert len(round3) == 20 and {c.node for c in round3} == {n.address for n in devnet.nodes}
-    assert len(reader.contributions(node=devnet.nodes[1].address, round=3)) == 10
+    assert len(round3) == 2 and {c.node for c in round3} == {n.address for n in devnet.nodes}
+    assert len(reader.contributions(node=devnet.nodes[1].address, round=3)) == 1
     probe = bytes.fromhex(results[1]["hashes"][42][2:])
     (hit,) = reader.contributions(delta_hash=probe)
-    assert (hit.node, hit.round, hit.sample_count) == (devnet.nodes[1].address, 2, 52)
+    assert (hit.node, hit.round, hit.sample_count) == (devnet.nodes[1].address, 43, 52)
     assert hit.epsilon_spent == pytest.approx(0.42)
     ref = reader.contribution(probe)
-    assert ref is not None and (ref.author, ref.round, ref.sample_count) == (hit.node, 2, 52)
+    assert ref is not None and (ref.author, ref.round, ref.sample_count) == (hit.node, 43, 52)
     # block-range filter: only the last block's events
     last = everything[-1].block_number
     assert reader.contributions(from_block=last) == [c for c in everything if c.block_number >= last]
@@ -137,8 +145,13 @@ def test_restart_keeps_records(devnet_dir: Path) -> None:
     assert reader.contributions(node=info.nodes[0].address) == [recorded.event]
     assert reader.is_withdrawn(keccak(b"kept-subject"))
     assert reader.is_active_node(info.nodes[0].address)
-    # and it keeps working after the restart (nonce taken from the chain)
+    kept = reader.node_info(info.nodes[0].address)  # the node's slot survives too
+    assert kept is not None and (kept.sample_cap, kept.last_round) == (DEFAULT_SAMPLE_CAP, 5)
+    # and it keeps working after the restart (nonce taken from the chain), rounds go on
     fresh = AuditLedger(again.rpc_url, again.contract, info.nodes[0].private_key)
+    with pytest.raises(StaleRound) as stale:
+        fresh.record_contribution(keccak(b"after"), BASE, 5, 64, ROOT, 0.0)
+    assert stale.value.error_args == (info.nodes[0].address, 5, 5)
     fresh.record_contribution(keccak(b"after"), BASE, 6, 64, ROOT, 0.0)
 
 
@@ -155,6 +168,8 @@ def test_devnet_identities_are_fresh_and_consistent(devnet: DevnetInfo, devnet_d
     assert account_address(ANVIL_FUNDER_KEY) not in {n.address for n in devnet.nodes}
     assert reader.admin() == devnet.admin != account_address(ANVIL_FUNDER_KEY)
     assert DevnetInfo.load(devnet_dir) == devnet
+    assert [(n.sample_cap, n.last_round, n.revoked_at_block) for n in reader.registered_nodes()] == [
+        (DEFAULT_SAMPLE_CAP, 0, None)] * len(devnet.nodes)
 
 
 def test_bad_input_and_wrong_senders_are_clear_errors(devnet: DevnetInfo) -> None:
@@ -169,9 +184,12 @@ def test_bad_input_and_wrong_senders_are_clear_errors(devnet: DevnetInfo) -> Non
     stranger = AuditLedger(devnet.rpc_url, devnet.contract, devnet.relayer_key)
     with pytest.raises(NotRegistered):
         stranger.record_contribution(keccak(b"x"), BASE, 1, 1, ROOT, 0.1)
+    with pytest.raises(SampleCountOverCap) as over:  # anvil's revert data decodes the same
+        node.record_contribution(keccak(b"z"), BASE, 1, DEFAULT_SAMPLE_CAP + 1, ROOT, 0.1)
+    assert over.value.error_args == (node.account, DEFAULT_SAMPLE_CAP + 1, DEFAULT_SAMPLE_CAP)
     admin = AuditLedger(devnet.rpc_url, devnet.contract, devnet.admin_key)
     unfunded = new_private_key()
-    admin.register_node(account_address(unfunded), b"\x00\x25unfunded")
+    admin.register_node(account_address(unfunded), b"\x00\x25unfunded", 10)
     with pytest.raises(InsufficientFunds):
         AuditLedger(devnet.rpc_url, devnet.contract, unfunded).record_contribution(
             keccak(b"y"), BASE, 1, 1, ROOT, 0.1

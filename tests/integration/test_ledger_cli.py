@@ -10,59 +10,24 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from eth_utils import keccak
+from eth_hash.auto import keccak
 
 from contracts.ledger import AuditLedger
 from devnet import DevnetInfo, free_port, stop_devnet
+from contracts.errors import SampleCountOverCap
+from tests.cli_helpers import call, one_clear_line, run
 
-MEDGOSSIP = str(Path(sys.executable).with_name("medgossip"))
-
-
-@dataclass(frozen=True)
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def run(*args: str, cwd: Path | None = None) -> Ran:
-    """`medgossip ARGS` as a real subprocess."""
-    env = {**os.environ, "COLUMNS": "200"}
-    done = subprocess.run([MEDGOSSIP, *args], capture_output=True, text=True, timeout=60,
-                          cwd=cwd, env=env)
-    return Ran(done.returncode, done.stdout, done.stderr)
-
-
-def call(*args: str) -> Ran:
-    """The same typer app, in-process."""
-    from typer.testing import CliRunner
-
-    from node.cli import app
-
-    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return Ran(result.exit_code, result.stdout, result.stderr)
-
-
-def one_clear_line(result: Ran, needle: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert needle in lines[0], lines[0]
+DEV_CAP = 200
 
 
 @pytest.fixture
 def cli_devnet(tmp_path: Path):
     workdir = tmp_path / "run" / "devnet"
-    started = call("devnet", "start", "--dir", str(workdir), "--port", str(free_port()), "--nodes", "2")
+    started = call("devnet", "start", "--dir", str(workdir), "--port", str(free_port()), "--nodes", "2",
+                   "--sample-cap", str(DEV_CAP))
     assert started.returncode == 0, started.stderr
     try:
         yield workdir
@@ -78,10 +43,10 @@ def test_devnet_ledger_consent_admin_commands(cli_devnet: Path, tmp_path: Path) 
     assert status.returncode == 0 and json.loads(status.stdout)["running"] is True
     assert "private_key" not in status.stdout and info.admin_key not in status.stdout
 
-    # Two nodes record contributions through the binding (as peers do).
+    # Two nodes record contributions through the binding (as peers do: rounds 1, 2, 3).
     for index, node in enumerate(info.nodes):
         ledger = AuditLedger(info.rpc_url, info.contract, node.private_key)
-        for rnd in range(3):
+        for rnd in range(1, 4):
             ledger.record_contribution(keccak(f"{index}-{rnd}".encode()), keccak(b"g"), rnd,
                                        50, keccak(b"r"), 0.25)
 
@@ -89,9 +54,12 @@ def test_devnet_ledger_consent_admin_commands(cli_devnet: Path, tmp_path: Path) 
     table = run("ledger", "query", cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     assert "contributions (6)" in table.stdout and "node-1" in table.stdout
+    assert "nodes (2)" in table.stdout and "sample cap" in table.stdout
     by_node = json.loads(call("ledger", "query", "--devnet", devnet_file, "--node", "node-0", "--json").stdout)
-    assert [c["round"] for c in by_node["contributions"]] == [0, 1, 2]
+    assert [c["round"] for c in by_node["contributions"]] == [1, 2, 3]
     assert {c["node"] for c in by_node["contributions"]} == {info.nodes[0].address}
+    assert [(n["address"], n["active"], n["sample_cap"], n["last_round"], n["revoked_at_block"])
+            for n in by_node["nodes"]] == [(info.nodes[0].address, True, DEV_CAP, 3, None)]
     delta = "0x" + keccak(b"1-2").hex()
     by_delta = json.loads(call("ledger", "query", "--devnet", devnet_file, "--delta", delta, "--json").stdout)
     assert [(c["node"], c["round"]) for c in by_delta["contributions"]] == [(info.nodes[1].address, 2)]
@@ -119,11 +87,33 @@ def test_devnet_ledger_consent_admin_commands(cli_devnet: Path, tmp_path: Path) 
     withdrawals = json.loads(call("ledger", "query", "--devnet", devnet_file, "--subject", subject, "--json").stdout)
     assert [(w["by"], w["by_token"]) for w in withdrawals["withdrawals"]] == [(info.nodes[0].address, False)]
 
-    # admin: revoke node-1, which then cannot withdraw
-    revoked = call("admin", "revoke-node", "--devnet", devnet_file, "--address", "node-1")
+    # admin: lower node-0's cap; its next contribution over the new cap is refused
+    capped = call("admin", "set-sample-cap", "--devnet", devnet_file, "--address", "node-0",
+                  "--cap", "40", "--json")
+    assert capped.returncode == 0, capped.stderr
+    assert json.loads(capped.stdout)["event"] == {
+        "node": info.nodes[0].address, "sample_cap": 40,
+        "block_number": json.loads(capped.stdout)["block_number"],
+        "tx_hash": json.loads(capped.stdout)["tx_hash"],
+    }
+    with pytest.raises(SampleCountOverCap) as over:
+        AuditLedger(info.rpc_url, info.contract, info.nodes[0].private_key).record_contribution(
+            keccak(b"0-4"), keccak(b"g"), 4, 50, keccak(b"r"), 0.25)
+    assert over.value.error_args == (info.nodes[0].address, 50, 40)
+    one_clear_line(call("admin", "set-sample-cap", "--devnet", devnet_file, "--address", "node-1",
+                        "--cap", "10", "--key", str(key_file)), "not the consortium admin")
+
+    # admin: revoke node-1, which then cannot withdraw; the listing keeps its revocation block
+    revoked = call("admin", "revoke-node", "--devnet", devnet_file, "--address", "node-1", "--json")
     assert revoked.returncode == 0, revoked.stderr
     one_clear_line(run("consent", "withdraw", "--devnet", devnet_file, "--subject",
                        "0x" + keccak(b"other").hex(), "--node", "node-1"), "revoked")
+    listing = json.loads(call("ledger", "query", "--devnet", devnet_file, "--json").stdout)["nodes"]
+    assert [(n["active"], n["sample_cap"], n["revoked_at_block"]) for n in listing] == [
+        (True, 40, None), (False, DEV_CAP, json.loads(revoked.stdout)["block_number"])]
+    assert "revoked" in call("ledger", "query", "--devnet", devnet_file, "--node", "node-1").stdout
+    one_clear_line(call("admin", "set-sample-cap", "--devnet", devnet_file, "--address", "node-1",
+                        "--cap", "10"), "revoked")
     genesis = call("admin", "set-genesis", "--devnet", devnet_file, "--hash", "0x" + keccak(b"g").hex())
     assert genesis.returncode == 0
     one_clear_line(call("admin", "set-genesis", "--devnet", devnet_file, "--hash", "0x" + "12" * 32),
@@ -142,14 +132,23 @@ def test_admin_register_node_checks_peer_id_and_address(cli_devnet: Path) -> Non
     wrong = DevnetInfo.load(cli_devnet).nodes[0].address
 
     one_clear_line(call("admin", "register-node", "--devnet", devnet_file, "--peer-id", peer_id,
-                       "--address", wrong), "does not match the peer ID")
-    ok = call("admin", "register-node", "--devnet", devnet_file, "--peer-id", peer_id, "--json")
+                       "--address", wrong, "--sample-cap", "64"), "does not match the peer ID")
+    missing_cap = call("admin", "register-node", "--devnet", devnet_file, "--peer-id", peer_id)
+    assert missing_cap.returncode == 2 and "--sample-cap" in missing_cap.stderr
+    assert call("admin", "register-node", "--devnet", devnet_file, "--peer-id", peer_id,
+                "--sample-cap", "0").returncode == 2  # refused before any transaction
+    ok = call("admin", "register-node", "--devnet", devnet_file, "--peer-id", peer_id,
+              "--sample-cap", "64", "--json")
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["event"]["node"] == eth_address_from_peer_id(peer_id)
-    one_clear_line(call("admin", "register-node", "--devnet", devnet_file, "--peer-id", peer_id),
-                   "already registered")
-    one_clear_line(call("admin", "register-node", "--devnet", devnet_file, "--peer-id", "not-a-peer"),
-                   "--peer-id")
+    address = eth_address_from_peer_id(peer_id)
+    events = json.loads(ok.stdout)["events"]
+    assert [(e["node"], e.get("sample_cap")) for e in events] == [(address, None), (address, 64)]
+    listed = json.loads(call("ledger", "query", "--devnet", devnet_file, "--node", address, "--json").stdout)
+    assert [(n["sample_cap"], n["last_round"]) for n in listed["nodes"]] == [(64, 0)]
+    one_clear_line(call("admin", "register-node", "--devnet", devnet_file, "--peer-id", peer_id,
+                        "--sample-cap", "64"), "already registered")
+    one_clear_line(call("admin", "register-node", "--devnet", devnet_file, "--peer-id", "not-a-peer",
+                        "--sample-cap", "64"), "--peer-id")
 
 
 def test_cli_errors_are_one_line(cli_devnet: Path, tmp_path: Path) -> None:

@@ -12,10 +12,12 @@ from node.aggregate import (
     IncompatibleUpdates,
     InvalidAggregationParameter,
     NoUpdates,
+    clip_norm,
     coordinate_median,
     is_finite,
     krum,
     krum_select,
+    l2_norm,
     trimmed_mean,
     weighted_mean,
 )
@@ -90,10 +92,24 @@ def test_trimmed_mean_beta_zero_is_mean() -> None:
     assert close(trimmed_mean(updates, 0.0)["w"], [3.0])
 
 
-def test_trimmed_mean_small_n_drops_nothing() -> None:
-    # floor(0.2 * 4) = 0: nothing is trimmed with four updates
-    updates = [upd(v) for v in (1.0, 2.0, 3.0, 10.0)]
-    assert close(trimmed_mean(updates, 0.2)["w"], [4.0])
+def test_trimmed_mean_trims_one_at_each_end_from_three_updates() -> None:
+    # floor(0.2 * 4) = 0, but a trimmed mean that trims nothing is no defence:
+    # from n >= 3 at least the largest and the smallest value are dropped.
+    assert close(trimmed_mean([upd(v) for v in (1.0, 2.0, 3.0, 10.0)], 0.2)["w"], [2.5])
+    assert close(trimmed_mean([upd(v) for v in (1.0, 2.0, 100.0)], 0.2)["w"], [2.0])
+    assert close(trimmed_mean([upd(v) for v in (1.0, 100.0)], 0.2)["w"], [50.5])  # n = 2: nothing to trim
+
+
+def test_clip_norm_bounds_the_step_of_one_update() -> None:
+    big = {"w": torch.tensor([30.0, 40.0]), "steps": torch.tensor([7])}
+
+    clipped, was = clip_norm(big, 5.0)
+    same, was_not = clip_norm({"w": torch.tensor([3.0, 4.0])}, 5.0)
+
+    assert was and not was_not
+    assert l2_norm(clipped) == pytest.approx(5.0)
+    assert close(clipped["w"], [3.0, 4.0]) and int(clipped["steps"]) == 7  # direction kept, ints untouched
+    assert close(same["w"], [3.0, 4.0])
 
 
 @pytest.mark.parametrize("beta", [-0.1, 0.5, 0.9, float("nan")])

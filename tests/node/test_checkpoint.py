@@ -63,7 +63,7 @@ def test_fresh_folder_has_empty_state(tmp_path: Path) -> None:
 
     state = store.load_state()
 
-    assert state.round == 0 and state.journal == [] and store.read_status() is None
+    assert state.round == 0 and state.journal == []
 
 
 def test_payloads_are_all_kept_unless_a_window_is_set(tmp_path: Path) -> None:

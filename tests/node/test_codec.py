@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import re
 import struct
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from gossip.transfer import keccak256 as transfer_keccak256
 from node.codec import (
     FORMAT_VERSION,
     RETIRED_FORMATS,
@@ -24,11 +27,14 @@ from node.codec import (
     canonical_bytes,
     decode_delta,
     payload_hash,
+    read_header,
+    rebind,
     topk_count,
 )
 from node.errors import (
     CodecError,
     EncodingError,
+    HeaderMismatch,
     InvalidValues,
     MalformedPayload,
     PayloadTooLarge,
@@ -55,6 +61,8 @@ def _states(seed: int = 0, scale: float = 0.01) -> tuple[dict[str, torch.Tensor]
 
 BASE, NEW = _states()
 BASE_HASH = state_hash(BASE)
+AUTHOR = "0x5B38Da6a701c568545dCfcB03FcB875f56beddC4"  # EIP-55 checksummed
+OTHER = "0xAb8483F64d9C6d1EcF9b849Ae677dD3315835cb2"
 
 
 def _true_delta(new: dict[str, torch.Tensor], base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -68,6 +76,9 @@ def _metadata(codec: str = "fp32", params: str = "{}", **overrides: str) -> dict
         "base_hash": BASE_HASH.hex(),
         "codec": codec,
         "params": params,
+        "author": AUTHOR,
+        "round": "1",
+        "nonce": "0",
     }
     meta.update(overrides)
     return meta
@@ -77,7 +88,7 @@ def _metadata(codec: str = "fp32", params: str = "{}", **overrides: str) -> dict
 
 
 def test_fp32_round_trip_is_exact() -> None:
-    encoded = DeltaEncoder(CodecSpec("fp32"), "small-cnn").encode(NEW, BASE, BASE_HASH)
+    encoded = DeltaEncoder(CodecSpec("fp32"), "small-cnn").encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=1)
 
     decoded = decode_delta(encoded.payload, BASE, model_id="small-cnn", base_hash=BASE_HASH)
 
@@ -91,7 +102,7 @@ def test_fp32_round_trip_is_exact() -> None:
 
 @pytest.mark.parametrize(("spec", "rel_tol"), [(CodecSpec("fp16"), 1e-3), (CodecSpec("int8"), 1 / 254 + 1e-6)])
 def test_quantised_round_trips_within_tolerance(spec: CodecSpec, rel_tol: float) -> None:
-    encoded = DeltaEncoder(spec, "small-cnn").encode(NEW, BASE, BASE_HASH)
+    encoded = DeltaEncoder(spec, "small-cnn").encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=1)
 
     decoded = decode_delta(encoded.payload, BASE)
 
@@ -107,7 +118,7 @@ def _kept_mask(payload: bytes, name: str, numel: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("fraction", [0.01, 0.1, 1.0])
 def test_topk_keeps_the_largest_entries_within_int8_tolerance(fraction: float) -> None:
-    encoded = DeltaEncoder(CodecSpec("topk", fraction), "small-cnn").encode(NEW, BASE, BASE_HASH)
+    encoded = DeltaEncoder(CodecSpec("topk", fraction), "small-cnn").encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=1)
 
     decoded = decode_delta(encoded.payload, BASE)
 
@@ -134,7 +145,7 @@ def test_topk_error_feedback_loses_nothing(fraction: float) -> None:
     truth = {k: torch.zeros_like(v) for k, v in BASE.items()}
     for round_ in range(5):
         _, new = _states(seed=round_ + 1)
-        payload = encoder.encode(new, BASE, BASE_HASH).payload
+        payload = encoder.encode(new, BASE, BASE_HASH, author=AUTHOR, round=1).payload
         decoded = decode_delta(payload, BASE)
         for k in BASE:
             sent[k] += decoded.tensors[k]
@@ -148,11 +159,11 @@ def test_topk_error_feedback_loses_nothing(fraction: float) -> None:
 
 def test_topk_residual_is_exactly_input_minus_decoded() -> None:
     encoder = DeltaEncoder(CodecSpec("topk", 0.1), "small-cnn")
-    encoder.encode(NEW, BASE, BASE_HASH)
+    encoder.encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=1)
     previous = encoder.get_residual()
     _, new2 = _states(seed=7)
 
-    decoded = decode_delta(encoder.encode(new2, BASE, BASE_HASH).payload, BASE)
+    decoded = decode_delta(encoder.encode(new2, BASE, BASE_HASH, author=AUTHOR, round=1).payload, BASE)
 
     for k in BASE:
         x = (new2[k] - BASE[k]) + previous[k]
@@ -163,7 +174,7 @@ def test_topk_zero_or_subnormal_delta_sends_zeros_and_keeps_it() -> None:
     tiny_delta = {k: v + 1e-44 for k, v in BASE.items()}  # subnormal float32 steps
     for new in (BASE, tiny_delta):
         encoder = DeltaEncoder(CodecSpec("topk", 0.1), "small-cnn")
-        payload = encoder.encode(new, BASE, BASE_HASH).payload
+        payload = encoder.encode(new, BASE, BASE_HASH, author=AUTHOR, round=1).payload
 
         decoded = decode_delta(payload, BASE)
 
@@ -176,24 +187,24 @@ def test_topk_zero_or_subnormal_delta_sends_zeros_and_keeps_it() -> None:
 def test_residual_checkpoint_round_trip_resumes_identically() -> None:
     spec = CodecSpec("topk", 0.05)
     straight = DeltaEncoder(spec, "small-cnn")
-    straight.encode(NEW, BASE, BASE_HASH)
+    straight.encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=1)
     restarted = DeltaEncoder(spec, "small-cnn")
     first = DeltaEncoder(spec, "small-cnn")
-    first.encode(NEW, BASE, BASE_HASH)
+    first.encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=1)
 
     restarted.set_residual(st_load(st_save(first.get_residual())))  # via safetensors bytes
     _, new2 = _states(seed=9)
 
-    assert restarted.encode(new2, BASE, BASE_HASH).payload == straight.encode(new2, BASE, BASE_HASH).payload
+    assert restarted.encode(new2, BASE, BASE_HASH, author=AUTHOR, round=1).payload == straight.encode(new2, BASE, BASE_HASH, author=AUTHOR, round=1).payload
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.label)
 def test_encoding_is_deterministic_and_plain_safetensors(spec: CodecSpec) -> None:
     shuffled_new = dict(reversed(list(NEW.items())))
 
-    a = DeltaEncoder(spec, "small-cnn").encode(NEW, BASE, BASE_HASH)
-    b = DeltaEncoder(spec, "small-cnn").encode(shuffled_new, BASE, BASE_HASH)
-    c = DeltaEncoder(spec, "small-cnn").encode(NEW, BASE, BASE_HASH)
+    a = DeltaEncoder(spec, "small-cnn").encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=1)
+    b = DeltaEncoder(spec, "small-cnn").encode(shuffled_new, BASE, BASE_HASH, author=AUTHOR, round=1)
+    c = DeltaEncoder(spec, "small-cnn").encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=1)
 
     assert a.payload == b.payload == c.payload
     assert a.delta_hash == b.delta_hash == payload_hash(a.payload)
@@ -202,7 +213,7 @@ def test_encoding_is_deterministic_and_plain_safetensors(spec: CodecSpec) -> Non
 
 
 def test_compression_ratios_are_what_the_formats_imply() -> None:
-    sizes = {s.label: DeltaEncoder(s, "m").encode(NEW, BASE, BASE_HASH).size for s in SPECS}
+    sizes = {s.label: DeltaEncoder(s, "m").encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=1).size for s in SPECS}
 
     assert sizes["fp16"] < 0.55 * sizes["fp32"]
     assert sizes["int8"] < 0.30 * sizes["fp32"]
@@ -211,7 +222,7 @@ def test_compression_ratios_are_what_the_formats_imply() -> None:
 
 @pytest.mark.parametrize("fraction", [0.01, 0.05, 0.1])
 def test_topk_data_is_a_bitmap_plus_one_byte_per_kept_entry(fraction: float) -> None:
-    payload = DeltaEncoder(CodecSpec("topk", fraction), "m").encode(NEW, BASE, BASE_HASH).payload
+    payload = DeltaEncoder(CodecSpec("topk", fraction), "m").encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=1).payload
     (head_len,) = struct.unpack_from("<Q", payload)
     numels = [v.numel() for v in BASE.values()]
 
@@ -231,17 +242,121 @@ def test_encoder_rejects_mismatched_or_non_finite_states() -> None:
     bad["classifier.3.bias"] = torch.full_like(NEW["classifier.3.bias"], float("nan"))
 
     with pytest.raises(EncodingError):
-        encoder.encode(missing, BASE, BASE_HASH)
+        encoder.encode(missing, BASE, BASE_HASH, author=AUTHOR, round=1)
     with pytest.raises(EncodingError):
-        encoder.encode(bad, BASE, BASE_HASH)
+        encoder.encode(bad, BASE, BASE_HASH, author=AUTHOR, round=1)
     with pytest.raises(EncodingError):
         DeltaEncoder(CodecSpec("fp16"), "m").encode(
-            {k: v + 1e6 for k, v in NEW.items()}, BASE, BASE_HASH
+            {k: v + 1e6 for k, v in NEW.items()}, BASE, BASE_HASH, author=AUTHOR, round=1
         )
     overflowing = DeltaEncoder(CodecSpec("topk", 0.1), "m")
     overflowing.set_residual({k: torch.full_like(v, 3e38) for k, v in BASE.items()})
     with pytest.raises(EncodingError, match="overflows"):
-        overflowing.encode({k: v + 3e38 for k, v in BASE.items()}, BASE, BASE_HASH)
+        overflowing.encode({k: v + 3e38 for k, v in BASE.items()}, BASE, BASE_HASH, author=AUTHOR, round=1)
+
+
+# --- the header binds the author, the round and the nonce ------------------------------
+
+
+def _split(payload: bytes) -> tuple[dict[str, object], bytes]:
+    """(the JSON header, the tensor data bytes) of a payload."""
+    (head_len,) = struct.unpack_from("<Q", payload)
+    return json.loads(payload[8 : 8 + head_len]), payload[8 + head_len :]
+
+
+def test_header_round_trip_names_author_round_and_nonce() -> None:
+    encoded = DeltaEncoder(CodecSpec("int8"), "small-cnn").encode(
+        NEW, BASE, BASE_HASH, author=OTHER.lower(), round=7, nonce=3
+    )
+
+    decoded = decode_delta(encoded.payload, BASE, model_id="small-cnn", base_hash=BASE_HASH, author=OTHER, round=7)
+
+    assert (encoded.header.author, encoded.header.round, encoded.header.nonce) == (OTHER, 7, 3)
+    assert decoded.header == encoded.header == read_header(encoded.payload)
+    assert decoded.header.codec == CodecSpec("int8") and decoded.header.base_hash == BASE_HASH
+    # the chain gives addresses in any case: the comparison ignores it
+    for spelling in (OTHER.lower(), "0x" + OTHER[2:].upper()):
+        decode_delta(encoded.payload, BASE, author=spelling, round=7)
+
+
+@pytest.mark.parametrize(
+    ("expected", "message"),
+    [
+        ({"author": OTHER}, f"author: the header says '{AUTHOR}', '{OTHER}' was expected"),
+        ({"round": 2}, "round: the header says 1, 2 was expected"),
+    ],
+    ids=["author", "round"],
+)
+def test_author_or_round_other_than_the_record_is_refused(
+    fp32_payload: bytes, expected: dict[str, object], message: str
+) -> None:
+    with pytest.raises(HeaderMismatch) as caught:
+        decode_delta(fp32_payload, BASE, model_id="small-cnn", **expected)  # type: ignore[arg-type]
+
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    "binding",
+    [
+        {"author": ""},
+        {"author": "hospital-a"},
+        {"author": AUTHOR.replace("B", "b", 1)},  # mixed case with a wrong checksum
+        {"author": bytes.fromhex(AUTHOR[2:])},
+        {"round": 0},
+        {"round": -1},
+        {"round": True},
+        {"round": 2**64},
+        {"nonce": -1},
+        {"nonce": 1.0},
+    ],
+    ids=repr,
+)
+def test_encoder_refuses_a_missing_or_invalid_binding(binding: dict[str, object]) -> None:
+    encoder = DeltaEncoder(CodecSpec("topk", 0.1), "small-cnn")
+    encoder.encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=1)
+    residual = encoder.get_residual()
+    kwargs: dict[str, object] = {"author": AUTHOR, "round": 2, **binding}
+
+    with pytest.raises(EncodingError):
+        encoder.encode(NEW, BASE, BASE_HASH, **kwargs)  # type: ignore[arg-type]
+    assert all(torch.equal(encoder.get_residual()[k], residual[k]) for k in residual)
+
+
+@pytest.mark.parametrize("spec", [CodecSpec("fp32"), CodecSpec("topk", 0.1)], ids=lambda s: s.label)
+def test_rebind_changes_the_hash_and_nothing_but_the_nonce(spec: CodecSpec) -> None:
+    original = DeltaEncoder(spec, "small-cnn").encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=4)
+
+    rebound = rebind(original.payload, 1)
+
+    assert rebound.delta_hash != original.delta_hash
+    assert rebound.delta_hash == payload_hash(rebound.payload)
+    assert rebound.header == replace(original.header, nonce=1) == read_header(rebound.payload)
+    (old_head, old_data), (new_head, new_data) = _split(original.payload), _split(rebound.payload)
+    assert new_data == old_data  # the tensors, byte for byte
+    assert new_head["__metadata__"] == dict(old_head["__metadata__"], nonce="1")  # type: ignore[arg-type]
+    assert {k: v for k, v in new_head.items() if k != "__metadata__"} == {
+        k: v for k, v in old_head.items() if k != "__metadata__"
+    }
+    again = decode_delta(rebound.payload, BASE, author=AUTHOR, round=4)
+    first = decode_delta(original.payload, BASE)
+    assert all(torch.equal(again.tensors[k], first.tensors[k]) for k in first.tensors)
+    # canonical: the same bytes as encoding with that nonce, and back again
+    direct = DeltaEncoder(spec, "small-cnn").encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=4, nonce=1)
+    assert direct.payload == rebound.payload
+    assert rebind(rebound.payload, 0).payload == original.payload
+
+
+def test_rebind_refuses_the_same_nonce_a_bad_nonce_or_a_bad_payload(fp32_payload: bytes) -> None:
+    with pytest.raises(EncodingError, match="already carries nonce 0"):
+        rebind(fp32_payload, 0)
+    with pytest.raises(EncodingError, match="nonce"):
+        rebind(fp32_payload, -1)
+    with pytest.raises(MalformedPayload):
+        rebind(fp32_payload[:-4], 1)
+    retired = canonical_bytes(_true_delta(NEW, BASE), _metadata(format="medgossip-delta/2"))
+    with pytest.raises(UnsupportedFormat, match="retired"):
+        rebind(retired, 1)
 
 
 # --- hostile payloads -------------------------------------------------------------------
@@ -249,14 +364,67 @@ def test_encoder_rejects_mismatched_or_non_finite_states() -> None:
 
 @pytest.fixture(scope="module")
 def fp32_payload() -> bytes:
-    return DeltaEncoder(CodecSpec("fp32"), "small-cnn").encode(NEW, BASE, BASE_HASH).payload
+    return DeltaEncoder(CodecSpec("fp32"), "small-cnn").encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=1).payload
 
 
-def test_tampered_bytes_change_the_hash(fp32_payload: bytes) -> None:
-    tampered = bytearray(fp32_payload)
-    tampered[-1] ^= 0x01
+def _golden_states() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Small states of exact binary fractions: the same floats on every machine."""
 
-    assert payload_hash(bytes(tampered)) != payload_hash(fp32_payload)
+    def ramp(n: int, mul: int, off: int) -> torch.Tensor:
+        return torch.tensor([((i * mul) % 101 - off) / 64 for i in range(n)], dtype=torch.float32)
+
+    base = {"conv.weight": ramp(24, 37, 50).reshape(2, 3, 4), "fc.bias": ramp(5, 11, 20), "steps": torch.tensor(3)}
+    new = {
+        "conv.weight": base["conv.weight"] + ramp(24, 53, 47).reshape(2, 3, 4) / 128,
+        "fc.bias": base["fc.bias"] - ramp(5, 29, 33) / 256,
+        "steps": torch.tensor(4),
+    }
+    return base, new
+
+
+# The IDs peers have recorded on chain: a change here is a new wire format (a new
+# FORMAT_VERSION), never a refactoring. Second column: the next round (round 2), which for
+# top-k also carries the error-feedback residual of the first. (The same tensors under a
+# medgossip-delta/2 header hashed to c2e4570d..., c98b6a3b..., 849af306..., fc443d0a...,
+# 0fe9fe0c...: /3 changed the header only.)
+GOLDEN_HASHES = {
+    "fp32": (
+        "59bb6f5dac87773c0d55b3cc4ddde0e27f22ea9be66bfaee6c3502431939ad5a",
+        "f995c2cb939f291b9be83c1adc8a7932c5fd4e838fe0b4a2f65eb6542e19b356",
+    ),
+    "fp16": (
+        "77594bb73cd5eb4fc109f7445adbd24821627e8fac97064d7247d177bce422da",
+        "746c6343d31b5c8bf78b1febab24e20397f9646ecf8a4807d6aae3d591c8aef0",
+    ),
+    "int8": (
+        "fc9661fbc4f9cc6075e199066054065ba6f9649b4f7d533f63494d5b0c60bd26",
+        "dc24510135ca48fc06d75cbe2882011ebe5b5f7bfcb8343fb925647d91ad9b81",
+    ),
+    "topk-10%": (
+        "0f7ed89651283bfe1b4a209a674c24e100c83f0ee50be9087eedd33eb7c848e5",
+        "4f073e2289ee3e49e01f90de793954df34cec603d6daae48152f1799b7da8b7d",
+    ),
+    "topk-50%": (
+        "f9d4931f7cf5ca27170bbbb0bd8929121b6a1408403a978b82b2019cf1fe3de5",
+        "c7bd5188925b9376bf40c9a8e2c9c5a5f330d47055be135eba9a6acb9674dcd1",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "spec", [CodecSpec("fp32"), CodecSpec("fp16"), CodecSpec("int8"), CodecSpec("topk", 0.1), CodecSpec("topk", 0.5)],
+    ids=lambda s: s.label,
+)
+def test_wire_format_and_delta_ids_are_pinned(spec: CodecSpec) -> None:
+    base, new = _golden_states()
+    encoder = DeltaEncoder(spec, "golden")
+
+    first = encoder.encode(new, base, bytes(range(32)), author=AUTHOR, round=1)
+    second = encoder.encode(new, base, bytes(range(32)), author=AUTHOR, round=2)
+
+    assert (first.delta_hash.hex(), second.delta_hash.hex()) == GOLDEN_HASHES[spec.label]
+    # The ID the encoder records is the one the transport checks the bytes against.
+    assert first.delta_hash == payload_hash(first.payload) == transfer_keccak256(first.payload)
 
 
 @pytest.mark.parametrize("cut", [0, 5, 8, 100, -1, -4000])
@@ -314,7 +482,7 @@ def test_non_canonical_safetensors_is_rejected() -> None:
 def test_wrong_shape_is_rejected() -> None:
     other = build_model("small-cnn", num_classes=9, seed=0).state_dict()
     moved = {k: v + 0.01 for k, v in other.items()}
-    payload = DeltaEncoder(CodecSpec("fp32"), "small-cnn").encode(moved, other, BASE_HASH).payload
+    payload = DeltaEncoder(CodecSpec("fp32"), "small-cnn").encode(moved, other, BASE_HASH, author=AUTHOR, round=1).payload
 
     with pytest.raises(SchemaMismatch, match="shape"):
         decode_delta(payload, BASE)
@@ -326,6 +494,21 @@ def test_wrong_dtype_is_rejected() -> None:
 
     with pytest.raises(SchemaMismatch, match="dtype"):
         decode_delta(payload, BASE)
+
+
+@pytest.mark.parametrize("tag", [["F32"], {"F32": 1}, 4, None])
+def test_non_string_dtype_tag_is_a_codec_error(tag: object) -> None:
+    tensor = torch.zeros(2)
+    header = {
+        "__metadata__": _metadata(),
+        "w": {"data_offsets": [0, 8], "dtype": tag, "shape": [2]},
+    }
+    head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("ascii")
+    head += b" " * (-len(head) % 8)
+    payload = struct.pack("<Q", len(head)) + head + tensor.numpy().tobytes()
+
+    with pytest.raises(SchemaMismatch, match="dtype"):
+        decode_delta(payload, {"w": tensor})
 
 
 def test_extra_and_missing_keys_are_rejected() -> None:
@@ -349,6 +532,23 @@ def test_extra_and_missing_keys_are_rejected() -> None:
         _metadata(codec="fp16", params='{"fraction":0.1}'),
         _metadata(base_hash="zz"),
         {"format": FORMAT_VERSION},
+        _metadata(author=AUTHOR.lower()),  # not checksummed: two spellings, two hashes
+        _metadata(author=AUTHOR.replace("B", "b", 1)),  # wrong checksum
+        _metadata(author=AUTHOR[2:]),
+        _metadata(author=""),
+        _metadata(author="0x" + "g" * 40),
+        _metadata(round="0"),
+        _metadata(round="01"),
+        _metadata(round="-1"),
+        _metadata(round=" 1"),
+        _metadata(round="1.0"),
+        _metadata(round=str(2**64)),
+        _metadata(round="١"),  # an Arabic-Indic digit: str.isdigit() says yes
+        _metadata(nonce="-1"),
+        _metadata(nonce="00"),
+        _metadata(nonce=""),
+        {k: v for k, v in _metadata().items() if k != "nonce"},
+        _metadata(extra="1"),
     ],
 )
 def test_bad_headers_are_rejected(meta: dict[str, str]) -> None:
@@ -359,9 +559,9 @@ def test_bad_headers_are_rejected(meta: dict[str, str]) -> None:
 
 
 def test_unexpected_model_or_base_is_rejected(fp32_payload: bytes) -> None:
-    with pytest.raises(UnsupportedFormat, match="model id"):
+    with pytest.raises(HeaderMismatch, match="model_id: the header says 'small-cnn', 'resnet18' was expected"):
         decode_delta(fp32_payload, BASE, model_id="resnet18")
-    with pytest.raises(UnsupportedFormat, match="base"):
+    with pytest.raises(HeaderMismatch, match=f"base_hash: the header says '{BASE_HASH.hex()[:20]}"):
         decode_delta(fp32_payload, BASE, base_hash=b"\x01" * 32)
 
 
@@ -374,7 +574,7 @@ def test_nan_and_inf_values_are_rejected() -> None:
 
 
 def _topk_tensors(fraction: float) -> dict[str, torch.Tensor]:
-    payload = DeltaEncoder(CodecSpec("topk", fraction), "small-cnn").encode(NEW, BASE, BASE_HASH).payload
+    payload = DeltaEncoder(CodecSpec("topk", fraction), "small-cnn").encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=1).payload
     return dict(st_load(payload))
 
 
@@ -396,7 +596,7 @@ def test_re_encoded_topk_tensors_decode_identically() -> None:
     # the mutation tests below start from a payload the decoder accepts
     payload = canonical_bytes(_topk_tensors(0.1), TOPK_META)
 
-    assert payload == DeltaEncoder(CodecSpec("topk", 0.1), "small-cnn").encode(NEW, BASE, BASE_HASH).payload
+    assert payload == DeltaEncoder(CodecSpec("topk", 0.1), "small-cnn").encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=1).payload
     decode_delta(payload, BASE)
 
 
@@ -447,13 +647,21 @@ def test_int32_index_layout_under_topk_is_rejected() -> None:
         _decode_topk(tensors)
 
 
-def test_retired_format_is_rejected_cleanly() -> None:
-    assert RETIRED_FORMATS == ("medgossip-delta/1",)
-    assert FORMAT_VERSION == "medgossip-delta/2"
-    payload = canonical_bytes(_true_delta(NEW, BASE), _metadata(format="medgossip-delta/1"))
+@pytest.mark.parametrize(
+    ("fmt", "reason"),
+    [("medgossip-delta/1", "its top-k layout"), ("medgossip-delta/2", "its header does not name the author and round")],
+)
+def test_retired_format_is_rejected_cleanly(fmt: str, reason: str) -> None:
+    # A retired payload as its peers wrote it: the /1 and /2 header had no author, round, nonce.
+    old = {k: v for k, v in _metadata(format=fmt).items() if k not in ("author", "round", "nonce")}
+    payload = canonical_bytes(_true_delta(NEW, BASE), old)
 
-    with pytest.raises(UnsupportedFormat, match="retired"):
+    with pytest.raises(UnsupportedFormat, match=re.escape(f"{fmt!r} is retired ({reason}")) as caught:
         decode_delta(payload, BASE)
+    assert f"reads {FORMAT_VERSION!r} only" in str(caught.value)
+    assert "same version" in str(caught.value)
+    assert list(RETIRED_FORMATS) == ["medgossip-delta/1", "medgossip-delta/2"]
+    assert FORMAT_VERSION == "medgossip-delta/3"
 
 
 def _with_q(tensors: dict[str, torch.Tensor], name: str, index: int, value: int) -> torch.Tensor:
@@ -490,7 +698,7 @@ def test_bad_topk_scale_or_values_are_rejected(mutation: str) -> None:
 
 
 def test_bad_int8_scale_or_value_is_rejected() -> None:
-    payload = DeltaEncoder(CodecSpec("int8"), "small-cnn").encode(NEW, BASE, BASE_HASH).payload
+    payload = DeltaEncoder(CodecSpec("int8"), "small-cnn").encode(NEW, BASE, BASE_HASH, author=AUTHOR, round=1).payload
     for name, value in (("s/features.0.bias", torch.tensor([-1.0])), ("q/features.0.bias", None)):
         tensors = dict(st_load(payload))
         if value is None:
@@ -506,7 +714,7 @@ def test_bad_int8_scale_or_value_is_rejected() -> None:
 def tiny() -> tuple[dict[str, torch.Tensor], bytes]:
     reference = {"w": torch.zeros(4, 3), "b": torch.zeros(3)}
     new = {"w": torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), "b": torch.ones(3)}
-    payload = DeltaEncoder(CodecSpec("topk", 0.5), "tiny").encode(new, reference, b"\x00" * 32).payload
+    payload = DeltaEncoder(CodecSpec("topk", 0.5), "tiny").encode(new, reference, b"\x00" * 32, author=AUTHOR, round=1).payload
     return reference, payload
 
 
@@ -536,9 +744,12 @@ def test_header_json_is_what_the_docs_say(fp32_payload: bytes) -> None:
     header = json.loads(fp32_payload[8 : 8 + head_len])
 
     assert header["__metadata__"] == {
+        "author": AUTHOR,
         "base_hash": BASE_HASH.hex(),
         "codec": "fp32",
         "format": FORMAT_VERSION,
         "model_id": "small-cnn",
+        "nonce": "0",
         "params": "{}",
+        "round": "1",
     }

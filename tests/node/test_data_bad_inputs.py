@@ -45,15 +45,16 @@ def test_bad_files_are_reported_and_the_good_one_ingested(messy_source: tuple[Pa
 
     reasons = {r.path: r.reason for r in report.reported}
     assert report.ingested == 1
+    # pydicom (force=True) parses bytes, text and an empty file into datasets without a
+    # SOP Class UID or pixel data: "not-dicom", not a parse error ("unreadable")
     assert reasons == {
-        "garbage.bin": reasons["garbage.bin"],
-        "notes.txt": reasons["notes.txt"],
-        "empty.dcm": reasons["empty.dcm"],
+        "garbage.bin": "not-dicom",
+        "notes.txt": "not-dicom",
+        "empty.dcm": "not-dicom",
         "truncated.dcm": "pixel-decode-failed",
         "rtstruct.dcm": "no-pixel-data",
         "unlabelled.dcm": "no-label",
     }
-    assert {reasons[n] for n in ("garbage.bin", "notes.txt", "empty.dcm")} <= {"unreadable", "not-dicom"}
     (entry,) = Manifest.load(out).entries
     assert entry.label == 3 and entry.shape == (128, 128)
     on_disk = json.loads((out / "report.json").read_text())

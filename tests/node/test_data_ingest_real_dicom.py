@@ -21,6 +21,7 @@ import pytest
 
 from node.data import LinkageTable, Manifest, load_image_set
 from node.data.consent import commitment_of
+from node.data.dicom_io import decode_middle_frame, read_dataset
 from node.data.ingest import IngestReport, ingest
 from tests.node.dicom_phi_scan import find_phi, source_phi
 
@@ -35,6 +36,10 @@ SOURCES = {
     "deid": Path(deid_data.__file__).parent / "data",
 }
 UNLABELLED = "pydicom/CT_small.dcm"
+# NEMA WG04 NM1_JPLY: 12-bit JPEG Extended whose scan header libjpeg refuses (Se != 63);
+# JPGExtended.dcm is the same image (same SOP instance) with the header fixed.
+JPEG_12BIT = "JPEG-lossy.dcm"
+JPEG_12BIT_FIXED = "JPGExtended.dcm"
 # Reasons a file *with pixel data* may legitimately not be ingested.
 PIXEL_FILE_REASONS = {"pixel-decode-failed", "unsupported-transfer-syntax", "unsupported-image",
                       "burned-in-annotation", "duplicate", "no-label"}
@@ -109,6 +114,8 @@ def test_every_file_is_ingested_or_reported_with_a_reason(ingested: Ingested) ->
     assert reported[UNLABELLED].reason == "no-label"
     assert reported["pydicom/rtstruct.dcm"].reason == "no-pixel-data"
     assert reported["pydicom/MR_truncated.dcm"].reason in ("duplicate", "pixel-decode-failed")
+    assert f"pydicom/{JPEG_12BIT}" not in reported  # decoded through GDCM, so ingested
+    assert reported[f"pydicom/{JPEG_12BIT_FIXED}"].reason == "duplicate"
     assert all(r.reason != "deidentification-failed" for r in report.reported), [
         r for r in report.reported if r.reason == "deidentification-failed"]
     for rel in ingested.pixel_files & reported.keys():
@@ -232,3 +239,61 @@ def test_load_image_set_of_heterogeneous_images(ingested: Ingested) -> None:
     assert np.abs(means).max() < 1e-3
     assert images.subjects == tuple(e.commitment for e in manifest.entries)
     assert list(images.labels) == [e.label for e in manifest.entries]
+
+
+def _ingest_one(src_file: Path, root: Path) -> tuple[IngestReport, Path]:
+    src = root / "src"
+    src.mkdir(parents=True)
+    shutil.copy(src_file, src / src_file.name)
+    labels = root / "labels.csv"
+    labels.write_text(f"path,label\n{src_file.name},3\n")
+    out = root / "data"
+    return ingest(src, labels, out, label_key="path"), out
+
+
+def test_12bit_jpeg_extended_that_libjpeg_refuses_is_ingested_and_decodes(tmp_path: Path) -> None:
+    source = SOURCES["pydicom"] / JPEG_12BIT
+    with pytest.raises(RuntimeError, match="scan stop must be 63"):  # libjpeg alone refuses it
+        pydicom.pixels.pixel_array(pydicom.dcmread(source), decoding_plugin="pylibjpeg")
+    reference = pydicom.pixels.pixel_array(pydicom.dcmread(SOURCES["pydicom"] / JPEG_12BIT_FIXED),
+                                           decoding_plugin="pylibjpeg")
+
+    report, out = _ingest_one(source, tmp_path)
+
+    assert (report.ingested, report.reported) == (1, ())
+    [entry] = Manifest.load(out).entries
+    assert tuple(entry.shape) == (1024, 256)
+    written = pydicom.dcmread(out / entry.path)
+    assert written.file_meta.TransferSyntaxUID == pydicom.uid.JPEGExtended12Bit
+    pixels = pydicom.pixels.pixel_array(written)
+    assert pixels.shape == reference.shape and pixels.dtype == np.uint16
+    assert np.abs(pixels.astype(np.int32) - reference).max() <= 1  # IDCT rounding only
+    assert pixels.max() == reference.max() > 0
+    images = load_image_set(out, size=16)
+    assert images.images.shape == (1, 1, 16, 16) and np.isfinite(images.images).all()
+    assert images.images.std() > 0
+
+
+@pytest.mark.parametrize("name", ["SC_rgb_jpeg.dcm", "SC_rgb_dcmtk_+eb+cy+np.dcm"])
+def test_gdcm_is_only_the_last_resort(name: str) -> None:
+    """Files libjpeg decodes keep libjpeg's pixels (GDCM's YBR->RGB rounds differently)."""
+    path = SOURCES["pydicom"] / name
+    expected = pydicom.pixels.pixel_array(pydicom.dcmread(path), decoding_plugin="pylibjpeg")
+
+    frame = decode_middle_frame(read_dataset(path))
+
+    np.testing.assert_array_equal(frame, expected)
+
+
+def test_a_truncated_12bit_jpeg_is_reported_not_ingested(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(SOURCES["pydicom"] / JPEG_12BIT)
+    [frame] = pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1)
+    ds.PixelData = pydicom.encaps.encapsulate([frame[: len(frame) // 2]])
+    ds["PixelData"].is_undefined_length = True
+    bad = tmp_path / "truncated.dcm"
+    ds.save_as(bad)
+
+    report, out = _ingest_one(bad, tmp_path / "run")
+
+    assert report.ingested == 0
+    assert [r.reason for r in report.reported] == ["pixel-decode-failed"]

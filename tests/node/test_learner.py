@@ -9,28 +9,34 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 import torch
 
 from node.codec import decode_delta
-from node.learner import Learner, LearnerSettings, PeerPayload
+from node.errors import EncodingError
+from node.learner import Learner, LearnerSettings, Network, PeerPayload
 from node.merkle import merkle_root
 from tests.node.learning_data import digits_image_set
 
 SETTINGS = LearnerSettings(local_steps=3, batch_size=16, lr=0.1)
+AUTHOR = "0x5B38Da6a701c568545dCfcB03FcB875f56beddC4"
 
 
 def payload_of(learner: Learner, name: str) -> PeerPayload:
+    learner.author = AUTHOR
     c = learner.train_round(1, frozenset())
     return PeerPayload(name, c.delta_hash, c.payload, c.sample_count)
 
 
 def test_train_round_encodes_the_delta_and_commits_to_the_subjects_used() -> None:
     learner = Learner(SETTINGS, digits_image_set(300))
+    learner.author = AUTHOR.lower()
     start = learner.state()
 
-    c = learner.train_round(1, frozenset())
+    c = learner.train_round(3, frozenset())
 
-    decoded = decode_delta(c.payload, start)
+    decoded = decode_delta(c.payload, start, author=AUTHOR, round=3)
+    assert (decoded.header.author, decoded.header.round, c.round) == (AUTHOR, 3, 3)
     after = learner.state()
     for name, delta in decoded.tensors.items():
         assert torch.allclose(start[name] + delta, after[name], atol=1e-6)
@@ -43,14 +49,15 @@ def test_merging_at_once_or_one_by_one_gives_the_same_model() -> None:
     peer_p = payload_of(Learner(replace(SETTINGS, seed=1), images), "p")
     peer_q = payload_of(Learner(replace(SETTINGS, seed=2), images), "q")
     at_once, one_by_one = Learner(SETTINGS, images), Learner(SETTINGS, images)
+    at_once.author = one_by_one.author = AUTHOR
     own = at_once.train_round(1, frozenset())
     one_by_one.train_round(1, frozenset())
-    network_weight = 3 * 40.0
+    network = Network(nodes=3, mean_samples=40.0)
 
-    at_once.merge(own.sample_count, [peer_p, peer_q], network_weight)
-    one_by_one.merge(own.sample_count, [peer_p], network_weight)
+    at_once.merge(own.sample_count, [peer_p, peer_q], network)
+    one_by_one.merge(own.sample_count, [peer_p], network)
     one_by_one.base_state = one_by_one.state()  # a late merge: no training, own update zero
-    one_by_one.merge(0, [peer_q], network_weight)
+    one_by_one.merge(0, [peer_q], network)
 
     a, b = at_once.state(), one_by_one.state()
     # the zero own update of the late merge carries weight 1 (the floor): tiny, not zero
@@ -60,9 +67,72 @@ def test_merging_at_once_or_one_by_one_gives_the_same_model() -> None:
 def test_a_payload_that_does_not_decode_is_rejected_not_raised() -> None:
     images = digits_image_set(300)
     learner = Learner(SETTINGS, images)
+    learner.author = AUTHOR
     own = learner.train_round(1, frozenset())
     bad = PeerPayload("liar", b"\x01" * 32, b"not a safetensors payload", 10)
 
-    outcome = learner.merge(own.sample_count, [bad], 100.0)
+    outcome = learner.merge(own.sample_count, [bad], Network(nodes=2, mean_samples=50.0))
 
     assert outcome.merged == () and [h for h, _ in outcome.rejected] == [b"\x01" * 32]
+
+
+def test_train_round_refuses_to_encode_without_an_author() -> None:
+    learner = Learner(SETTINGS, digits_image_set(300))
+
+    with pytest.raises(EncodingError, match="author is empty"):
+        learner.train_round(1, frozenset())
+
+
+def poisoned(learner: Learner, honest: PeerPayload, factor: float, name: str = "byzantine") -> PeerPayload:
+    """An honest payload's delta scaled by `factor`, encoded as a decodable payload."""
+    base = learner.base_state
+    delta = decode_delta(honest.payload, base).tensors
+    new = {k: base[k] + factor * delta[k] if k in delta else base[k] for k in base}
+    encoded = learner.encoder.encode(new, base, decode_delta(honest.payload, base).header.base_hash, author=AUTHOR, round=1)
+    return PeerPayload(name, encoded.delta_hash, encoded.payload, honest.sample_count, AUTHOR, 1)
+
+
+def test_an_update_far_over_recent_norms_is_clipped_so_one_peer_cannot_take_over() -> None:
+    images = digits_image_set(300)
+    honest = payload_of(Learner(replace(SETTINGS, seed=1), images), "h")
+    victim = Learner(SETTINGS, images)
+    victim.author = AUTHOR
+    own = victim.train_round(1, frozenset())
+    start = victim.base_state
+    attack = poisoned(victim, honest, factor=-100.0)
+
+    outcome = victim.merge(own.sample_count, [attack], Network(nodes=2, mean_samples=float(own.sample_count)))
+
+    moved = sum(float(torch.sum((victim.state()[k] - start[k]) ** 2)) for k in start if start[k].is_floating_point()) ** 0.5
+    honest_norm = sum(float(torch.sum(t ** 2)) for t in decode_delta(honest.payload, start).tensors.values()) ** 0.5
+    assert outcome.clipped == (attack.delta_hash,)
+    assert moved < 3.0 * honest_norm  # unclipped, the step would be ~50 honest norms
+
+
+def test_a_header_that_does_not_match_the_chain_record_is_rejected() -> None:
+    images = digits_image_set(300)
+    honest = payload_of(Learner(replace(SETTINGS, seed=1), images), "h")
+    victim = Learner(SETTINGS, images)
+    victim.author = AUTHOR
+    own = victim.train_round(1, frozenset())
+    other = "0x" + "ab" * 20
+    wrong_author = replace(honest, author=other, round=1)
+    wrong_round = replace(honest, author=AUTHOR, round=2)
+
+    outcome = victim.merge(own.sample_count, [wrong_author, wrong_round], None)
+
+    assert outcome.merged == () and len(outcome.rejected) == 2
+    assert "author" in outcome.rejected[0][1] and "round" in outcome.rejected[1][1]
+
+
+def test_robust_rules_take_a_step_by_update_count_never_by_declared_counts() -> None:
+    images = digits_image_set(300)
+    honest = payload_of(Learner(replace(SETTINGS, seed=1), images), "h")
+    learner = Learner(replace(SETTINGS, merge="median"), images)
+    learner.author = AUTHOR
+    own = learner.train_round(1, frozenset())
+    greedy = replace(honest, sample_count=10**6)
+
+    outcome = learner.merge(own.sample_count, [greedy], Network(nodes=4, mean_samples=48.0))
+
+    assert outcome.share == 2 / 4

@@ -6,6 +6,7 @@ import socket
 import urllib.request
 
 from node.metrics import PeerMetrics
+from tests.node.peer_status_sample import sample_status
 
 
 def free_port() -> int:
@@ -19,7 +20,7 @@ def test_metrics_endpoint_serves_the_status_figures() -> None:
     port = free_port()
     metrics.serve(port)
 
-    metrics.update({"round": 7, "accuracy": 0.93, "queued_records": 2, "dropped": {"wrong-author": 3}, "peer_id": "x"})
+    metrics.update(sample_status(round=7, accuracy=0.93, queued_records=2, dropped={"wrong-author": 3}))
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
     assert "medgossip_round 7.0" in body

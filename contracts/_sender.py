@@ -1,0 +1,125 @@
+"""Sending transactions with one key: build, sign, send, wait for the receipt.
+
+The nonce is kept locally under a lock, so worker threads of one process can transact
+concurrently without asking the chain each time; two processes must not share a key.
+A send that fails on the nonce (another writer, a restarted chain) re-reads it from
+the chain and retries; that is the one transient failure retried here. Every RPC call
+goes through the `Boundary`, so failures arrive as `contracts.errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.exceptions import TransactionNotFound
+
+from contracts._translate import Boundary
+from contracts.errors import TransactionFailed
+
+__all__ = ["TransactionSender", "wait_for_receipt"]
+
+log = logging.getLogger(__name__)
+
+_NONCE_ATTEMPTS = 3
+_FEE_CACHE_S = 5.0
+_MAX_PRIORITY_WEI = 1_000_000_000
+
+
+class TransactionSender:
+    """One signing key's transactions on one chain."""
+
+    def __init__(self, w3: Web3, signer: LocalAccount, boundary: Boundary) -> None:
+        self._w3 = w3
+        self._signer = signer
+        self._rpc = boundary.run
+        self._nonce_lock = threading.Lock()
+        self._next_nonce: int | None = None
+        self._chain_id: int | None = None
+        self._fee_cache: tuple[float, int] | None = None
+
+    @property
+    def address(self) -> str:
+        return str(self._signer.address)
+
+    def send(self, data: bytes, *, to: str | None, gas: int | None = None, value: int = 0) -> str:
+        """Estimate gas (unless `gas`; estimation also reverts early with the contract's
+        reason), sign with the local nonce, send; return the tx hash. `to=None` deploys."""
+        tx: dict[str, Any] = {"value": value, "chainId": self._chain(), "data": data}
+        if to is not None:
+            tx["to"] = to
+        if gas is None:
+            estimate = self._rpc(
+                lambda: int(self._w3.eth.estimate_gas({**tx, "from": self._signer.address}))  # type: ignore[typeddict-item]
+            )
+            gas = estimate + estimate // 4 + 10_000
+        tx["gas"] = gas
+        tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = self._fees()
+        for attempt in range(_NONCE_ATTEMPTS):
+            with self._nonce_lock:
+                if self._next_nonce is None:
+                    self._next_nonce = self._rpc(
+                        lambda: int(self._w3.eth.get_transaction_count(self._signer.address, "pending"))
+                    )
+                tx["nonce"] = self._next_nonce
+                raw = self._signer.sign_transaction(tx).raw_transaction
+                try:
+                    tx_hash = self._rpc(lambda: self._w3.eth.send_raw_transaction(raw))
+                except TransactionFailed as exc:
+                    self._next_nonce = None  # re-read from the chain next time
+                    if "nonce" in str(exc).lower() and attempt < _NONCE_ATTEMPTS - 1:
+                        log.info("nonce out of sync for %s, refreshing", self._signer.address)
+                        continue
+                    raise
+                self._next_nonce += 1
+            return tx_hash if isinstance(tx_hash, str) else "0x" + bytes(tx_hash).hex()
+        raise TransactionFailed("could not find a valid nonce")  # pragma: no cover
+
+    def _chain(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = self._rpc(lambda: int(self._w3.eth.chain_id))
+        return self._chain_id
+
+    def _fees(self) -> tuple[int, int]:
+        """(maxFeePerGas, maxPriorityFeePerGas): generous on a devnet, cached 5 s."""
+        now = time.monotonic()
+        if self._fee_cache is None or now - self._fee_cache[0] > _FEE_CACHE_S:
+            price = self._rpc(lambda: int(self._w3.eth.gas_price))
+            self._fee_cache = (now, price)
+        price = self._fee_cache[1]
+        priority = min(price, _MAX_PRIORITY_WEI)
+        return 2 * price + priority, priority
+
+
+def wait_for_receipt(w3: Web3, boundary: Boundary, tx_hash: str, timeout: float) -> Any:
+    """Poll until `tx_hash` is mined; a reverted one raises its translated reason."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            receipt = boundary.run(lambda: w3.eth.get_transaction_receipt(tx_hash))  # type: ignore[arg-type]
+            break
+        except TransactionNotFound:
+            pass
+        if time.monotonic() > deadline:
+            raise TransactionFailed(f"transaction {tx_hash} not mined within {timeout:.0f} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+    if receipt["status"] != 1:
+        _explain_failed(w3, boundary, tx_hash, receipt)
+    return receipt
+
+
+def _explain_failed(w3: Web3, boundary: Boundary, tx_hash: str, receipt: Any) -> None:
+    """A mined transaction reverted: replay it as a call to learn the reason."""
+    tx = boundary.run(lambda: w3.eth.get_transaction(tx_hash))  # type: ignore[arg-type]
+    call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "gas": tx["gas"]}
+    boundary.run(lambda: w3.eth.call(call, int(receipt["blockNumber"])))  # type: ignore[arg-type]
+    raise TransactionFailed(
+        f"transaction {tx_hash} reverted in block {receipt['blockNumber']} "
+        f"(gas used {receipt['gasUsed']} of {tx['gas']})"
+    )

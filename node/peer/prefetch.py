@@ -1,0 +1,101 @@
+"""`Prefetcher`: verifies and fetches announced deltas while the round loop trains.
+
+Up to `fan_out` peers are pulled from at once, each peer's wanted deltas one after
+another, newest first. A delta is fetched only once its hash is recorded on chain by
+the registered address behind the announcing peer ID; the fetched bytes must hash to it
+(checked by the transport). Failures come back as data: counted, logged, and passed to
+the inbox, which refuses a delta for good on a definite answer or after a few tries.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import trio
+
+from contracts.errors import ChainUnavailable, LedgerError
+from gossip import Announcement, GossipNetwork
+from gossip.errors import FetchFailed, HashMismatch
+from node.config import NodeConfig
+from node.learner import PeerPayload
+from node.peer.chain_view import ChainView
+from node.peer.inbox import DeltaInbox, key_of
+from node.peer.status import Counters
+
+log = logging.getLogger("medgossip.peer")
+
+
+class Prefetcher:
+    def __init__(
+        self, inbox: DeltaInbox, chain: ChainView, net: GossipNetwork, config: NodeConfig, counters: Counters
+    ) -> None:
+        self.inbox = inbox
+        self.chain = chain
+        self.net = net
+        self.config = config
+        self.counters = counters
+        self._done = trio.Event()
+
+    async def run(self) -> None:
+        busy: set[str] = set()
+
+        async def pull_peer(pid: str) -> None:
+            try:
+                while (ann := self.inbox.next_for(pid)) is not None:
+                    payload = await self.pull_one(ann)
+                    if payload is not None:
+                        self.inbox.deliver(payload)
+                    elif self.inbox.pending(key_of(ann.delta_hash)):
+                        return  # not given up on: retry on the next announcement
+            finally:
+                busy.discard(pid)
+                self._done.set()
+
+        async with trio.open_nursery() as nursery:
+            while True:
+                for pid in self.inbox.peers_to_pull(busy)[: max(0, self.config.fan_out - len(busy))]:
+                    busy.add(pid)
+                    nursery.start_soon(pull_peer, pid)
+                self._done = trio.Event()
+                with trio.move_on_after(self.config.chain_poll):
+                    await first_of(self.inbox.announced.next, self._done)
+
+    async def pull_one(self, ann: Announcement) -> PeerPayload | None:
+        """Verify on chain, then fetch; None (counted, logged, told to the inbox) on failure."""
+        key = key_of(ann.delta_hash)
+        try:
+            record = await trio.to_thread.run_sync(self.chain.verify, ann.delta_hash, ann.peer_id)
+        except LedgerError as exc:  # unknown, not "no": retried on the next announcement or chain poll
+            self.counters.drop("unverifiable-chain-down" if isinstance(exc, ChainUnavailable) else "unverifiable")
+            log.warning("cannot verify delta=%s now (will retry): %s", key[:10], exc)
+            return None
+        if isinstance(record, str):
+            self.counters.drop(record)
+            log.warning("dropped delta=%s from peer=%s: %s", key[:10], ann.peer_id, record)
+            self.inbox.fail(ann, record, final=record != "not-recorded")
+            return None
+        # The author first; then a few others, which hold it if they already fetched it.
+        others = [p for p in self.net.connected_peers() if p != ann.peer_id]
+        random.shuffle(others)
+        holders = [ann.peer_id, *others]
+        try:
+            payload = await self.net.fetch(ann.delta_hash, from_peers=holders[: 1 + self.config.fan_out], ordered=True)
+        except FetchFailed as exc:
+            lied = any(isinstance(r, HashMismatch) for r in exc.reasons.values())
+            reason = "payload-hash-mismatch" if lied else "fetch-failed"
+            self.counters.drop(reason)
+            log.warning("fetch failed delta=%s: %s", key[:10], exc)
+            self.inbox.fail(ann, reason, final=False)
+            return None
+        return PeerPayload(ann.peer_id, ann.delta_hash, payload, record.weight, record.author, record.round)
+
+
+async def first_of(*events: trio.Event) -> None:
+    """Return as soon as one of these events is set."""
+    async with trio.open_nursery() as nursery:
+        for event in events:
+            async def one(e: trio.Event = event) -> None:
+                await e.wait()
+                nursery.cancel_scope.cancel()
+            nursery.start_soon(one)

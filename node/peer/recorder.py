@@ -1,0 +1,175 @@
+"""`Recorder`: the queue of our contributions to record on chain, then announce.
+
+Contributions are queued in the journal (durable) when a round is trained; the
+recorder records them oldest first, marks each recorded in the journal, and only then
+announces it to peers. It survives every answer the chain can give, so a restart never
+meets a journal entry it cannot get past:
+
+    mined                      recorded; announced
+    already ours               (recorded before a crash, not journaled yet) the same
+    our hash, another author   front-run: one warning naming the front-runner; the payload
+                               is re-encoded with a fresh nonce (a new hash) and recorded again
+    revoked, stale round,      rejected for good: the entry says why, the status shows it,
+    over the cap               the queue moves on
+    chain down, tx failed,     left queued, retried every chain_poll
+    not mined in time
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import trio
+
+from contracts.errors import (
+    ChainUnavailable,
+    DuplicateContribution,
+    LedgerError,
+    NodeRevoked,
+    NotRegistered,
+    SampleCountOverCap,
+    StaleRound,
+)
+from gossip import Announcement, GossipNetwork
+from node.checkpoint import JournalEntry
+from node.codec import rebind
+from node.peer.chain_view import ChainView
+from node.peer.durable import Durable
+from node.peer.status import Counters
+
+log = logging.getLogger("medgossip.peer")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the chain said to one recording attempt (a worker thread's return value)."""
+
+    kind: str
+    """"recorded", "front-run", "rejected", "retry"."""
+    tx_hash: str = ""
+    block: int = 0
+    detail: str = ""
+
+
+class Recorder:
+    def __init__(
+        self, durable: Durable, chain: ChainView, net: GossipNetwork, address: str, peer_id: str,
+        codec: str, counters: Counters, poll: float,
+    ) -> None:
+        self.durable = durable
+        self.chain = chain
+        self.net = net
+        self.address = address
+        self.peer_id = peer_id
+        self.codec = codec
+        self.counters = counters
+        self.poll = poll
+        self.state = "ok"
+        """what the recorder is doing, for the status: "ok" or why contributions wait."""
+        self._wakeup = trio.Event()
+        self._idle = trio.Event()
+
+    def wake(self) -> None:
+        """A contribution was queued: record it now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._record_queued()
+            if not self.durable.state.queued():
+                self._idle.set()
+            with trio.move_on_after(self.poll):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most `timeout` s) until nothing is queued."""
+        with trio.move_on_after(timeout):
+            while self.durable.state.queued():
+                self._idle = trio.Event()
+                self.wake()
+                await self._idle.wait()
+
+    async def _record_queued(self) -> None:
+        state = self.durable.state
+        for entry in state.queued():
+            answer = await trio.to_thread.run_sync(self._send, entry)
+            if answer.kind == "retry":
+                self.state = answer.detail
+                log.warning("%s: %d contribution(s) queued", answer.detail, len(state.queued()))
+                return
+            if answer.kind == "front-run":
+                log.warning(
+                    "delta=%s of round=%d was recorded first by %s: re-encoding it with a fresh nonce",
+                    entry.delta_hash[:10], entry.round, answer.detail,
+                )
+                new_hash = await trio.to_thread.run_sync(self._rebind, entry)
+                if new_hash is None:
+                    state.mark_rejected(entry.delta_hash, "front-run, and the payload is no longer on disk")
+                else:
+                    state.rebound(entry.delta_hash, new_hash, entry.nonce + 1)
+                await self.durable.save()
+                self.wake()
+                return
+            if answer.kind == "rejected":
+                self.state = f"rejected: {answer.detail}"
+                state.mark_rejected(entry.delta_hash, answer.detail)
+                await self.durable.save()
+                log.error("the chain rejected round=%d delta=%s for good: %s", entry.round, entry.delta_hash[:10], answer.detail)
+                continue
+            self.state = "ok"
+            state.mark_recorded(entry.delta_hash, answer.tx_hash, answer.block)
+            await self.durable.save()
+            self.counters.recorded += 1
+            log.info("recorded round=%d delta=%s tx=%s block=%d", entry.round, entry.delta_hash[:10], answer.tx_hash[:10], answer.block)
+            payload = await trio.to_thread.run_sync(self.durable.store.load_payload, entry.delta_hash)
+            await self.net.announce(
+                Announcement(
+                    peer_id=self.peer_id, round=entry.round, delta_hash=bytes.fromhex(entry.delta_hash[2:]),
+                    size=len(payload or b""), codec=self.codec, metadata={"samples": str(entry.sample_count)},
+                )
+            )
+
+    def _send(self, entry: JournalEntry) -> Answer:
+        """Send the transaction (blocking) and say what the chain answered."""
+        ledger = self.chain.ledger
+        delta = bytes.fromhex(entry.delta_hash[2:])
+        try:
+            tx = ledger.record_contribution(
+                delta, bytes.fromhex(entry.base_hash[2:]), entry.round, entry.sample_count,
+                bytes.fromhex(entry.data_root[2:]), entry.epsilon,
+            )
+            return Answer("recorded", tx.tx_hash, tx.block_number)
+        except (DuplicateContribution, StaleRound) as exc:
+            # Recorded before a crash, not yet journaled: ours if the chain says so.
+            try:
+                ref = ledger.contribution(delta)
+            except LedgerError as lookup:
+                return Answer("retry", detail=f"chain error: {lookup}")
+            if ref is not None and ref.author == self.address:
+                return Answer("recorded")
+            if isinstance(exc, DuplicateContribution):
+                return Answer("front-run", detail=ref.author if ref is not None else "another node")
+            return Answer("rejected", detail=str(exc))
+        except (NodeRevoked, NotRegistered, SampleCountOverCap) as exc:
+            return Answer("rejected", detail=str(exc))
+        except ChainUnavailable:
+            return Answer("retry", detail="chain unavailable")
+        except LedgerError as exc:  # a failed or unmined transaction, no funds...: not final
+            return Answer("retry", detail=f"chain error: {exc}")
+
+    def _rebind(self, entry: JournalEntry) -> str | None:
+        """Re-encode our payload with the next nonce; store it (and its audit record).
+        None if the payload is gone (pruned by `keep_payloads`)."""
+        store = self.durable.store
+        payload = store.load_payload(entry.delta_hash)
+        if payload is None:
+            return None
+        encoded = rebind(payload, entry.nonce + 1)
+        new_hash = "0x" + encoded.delta_hash.hex()
+        store.save_payload(new_hash, encoded.payload)
+        audit = store.load_audit(entry.round)
+        if audit is not None:
+            store.save_audit(entry.round, {**audit, "delta_hash": new_hash})
+        return new_hash
