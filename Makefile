@@ -66,6 +66,7 @@ bench: install
 	$(PY) bench/codec.py
 	$(PY) bench/transport.py
 	$(PY) bench/learning.py
+	$(PY) bench/byzantine.py
 
 clean:
 	rm -rf $(VENV) node_modules .sysdeps

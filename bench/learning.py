@@ -189,7 +189,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--codec", default="fp32")
-    parser.add_argument("--merge", default="mean")
+    parser.add_argument("--merge", default=None, help="merge rule (default: the node's, NodeConfig().merge)")
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--real-peers", type=int, default=4)
@@ -199,6 +199,10 @@ def main() -> None:
                         help="local steps per round of the real runs (one run each)")
     parser.add_argument("--skip-real", action="store_true", help="only the in-process part")
     args = parser.parse_args()
+    if args.merge is None:
+        from node.config import NodeConfig
+
+        args.merge = NodeConfig().merge
 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="medgossip-bench-") as tmp:

@@ -65,7 +65,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="medgossip-bench-") as tmp:
         anvil = start_anvil(free_port(), Path(tmp) / "state.json", Path(tmp) / "anvil.log",
-                            state_interval=args.state_interval)
+                            state_interval=args.state_interval, die_with_parent=True)
         try:
             if args.gas_only:
                 gas, _, _, _ = measure_gas(anvil.rpc_url, args.nodes)

@@ -61,7 +61,8 @@ class NodeConfig:
     rounds: int = _f(0, 'stop after this many rounds (0: run until stopped)')
     fan_out: int = _f(8, "peers pulled from at once and merged per round (k); each peer's deltas are all merged once, sooner or later")
     pull_wait: float = _f(0.0, "seconds to wait for a peer delta when none is ready at merge time (0: merge alone, no barrier)")
-    merge: str = _f("mean", 'merge rule: mean (weighted by sample count), median, trimmed-mean, krum')
+    merge: str = _f("multi-krum", 'merge rule: multi-krum (mean of all but the f=2 least central updates; the default, see bench/byzantine.py), mean (weighted by sample count), median, trimmed-mean, krum')
+    norm_bound: float = _f(3.0, "a peer's update with an L2 norm over norm_bound x the median of recently accepted updates is clipped to it; 0 turns the bound off")
     codec: str = _f("fp32", 'delta codec: fp32, fp16, int8, topk')
     topk_fraction: float = _f(0.1, 'fraction of coordinates sent by the topk codec (error feedback keeps the rest)')
     dp_noise_multiplier: float = _f(0.0, 'DP-SGD noise multiplier (0 disables DP-SGD)')
@@ -89,6 +90,8 @@ class NodeConfig:
             raise ConfigError("keep_payloads must be >= 0 (0 keeps every payload)")
         if not 0 < self.topk_fraction <= 1:
             raise ConfigError("topk_fraction must be in (0, 1]")
+        if not (self.norm_bound == 0 or self.norm_bound >= 1):
+            raise ConfigError("norm_bound must be 0 (off) or >= 1 (a multiple of the median recent norm)")
 
     @property
     def dp_enabled(self) -> bool:

@@ -17,6 +17,7 @@ on the model.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections import deque
@@ -29,7 +30,7 @@ from torch import Tensor
 from node.codec import CodecSpec, DeltaEncoder, apply_delta, decode_delta
 from node.data import ImageSet
 from node.errors import CodecError
-from node.aggregate import clip_norm, l2_norm
+from node.aggregate import clip_norm, is_finite, l2_norm
 from node.merge import Update, strategy_from_name
 from node.merkle import merkle_root
 from node.models import build_model, state_hash
@@ -37,6 +38,8 @@ from node.privacy import AccountantState, DPConfig, PrivacyAccountant
 from node.trainer import LocalTrainer
 
 StateDict = dict[str, Tensor]
+
+log = logging.getLogger("medgossip.learner")
 
 
 @dataclass(frozen=True)
@@ -51,10 +54,10 @@ class LearnerSettings:
     local_steps: int = 10
     batch_size: int = 32
     lr: float = 0.05
-    merge: str = "mean"
+    merge: str = "multi-krum"
     norm_bound: float = 3.0
-    """an incoming update whose L2 norm is over norm_bound x the median norm of recently
-    accepted updates (our own included) is clipped to that norm; 0 turns the bound off."""
+    """an incoming update whose L2 norm is over norm_bound x the median norm of our own
+    recent updates is clipped to that norm; 0 turns the bound off."""
     codec: str = "fp32"
     topk_fraction: float = 0.1
     holdout_fraction: float = 0.2
@@ -119,7 +122,7 @@ class MergeOutcome:
     """delta hashes of the merged payloads whose norm was clipped to the bound."""
 
 NORM_WINDOW = 32
-"""how many recently accepted update norms the norm bound's median is taken over."""
+"""how many of our own recent update norms the norm bound's median is taken over."""
 
 
 class Learner:
@@ -158,7 +161,8 @@ class Learner:
         self.eval_images = eval_images
         self.base_state: StateDict = self.state()
         self._norms: deque[float] = deque(maxlen=NORM_WINDOW)
-        """L2 norms of recently accepted updates (ours and peers', after clipping)."""
+        """L2 norms of our own recent updates: the norm bound's reference, which no peer
+        can push up (a reference over peers' updates rose ~3x a round under replays)."""
 
     # --- state ----------------------------------------------------------------------
 
@@ -189,6 +193,13 @@ class Learner:
         started = time.perf_counter()
         report = self.trainer.train(self.settings.local_steps, withdrawn)
         train_seconds = time.perf_counter() - started
+        if not is_finite(self.state()):
+            # Training diverged (e.g. from a model that merged a poisoned update: a peer
+            # with the norm bound off): roll the round back, send a zero update, and let
+            # later merges repair the model, rather than stop the peer on an
+            # unencodable delta, at once and again after every restart.
+            log.warning("round %d: local training diverged (non-finite weights): rolled back", round_)
+            self.load_state(self.base_state)
         encoded = self.encoder.encode(
             self.state(), self.base_state, base_hash, author=self.author, round=round_
         )
@@ -219,9 +230,12 @@ class Learner:
         - robust rules: `len(updates) / network.nodes`, never self-declared counts.
         None means "these updates are the whole network" (scale 1).
 
-        Before the rule runs, a peer update whose L2 norm is over `norm_bound` x the
-        median of recently accepted norms is clipped to that norm: no single update can
-        move the model further than a few honest ones. A payload whose header does not
+        Our own update takes part when we trained (`own_weight > 0`); a late merge (no
+        training) merges the peers' updates alone. Before the rule runs, a peer update
+        whose L2 norm is over `norm_bound` x the median norm of our own recent updates is
+        clipped to that norm: no single update can move the model further than a few
+        honest ones. A merge that would make the model non-finite is not applied (the
+        peers' updates are reported rejected; we keep our own step). A payload whose header does not
         name this network's model, or the author and round of its chain record, or that
         does not decode against our model, is rejected and reported, never raised: one
         bad peer must not stop the round.
@@ -232,8 +246,11 @@ class Learner:
             for k in own_state
             if own_state[k].is_floating_point()
         }
-        updates = [Update(own_delta, float(max(own_weight, 1)), "self")]
-        reference = list(self._norms) + ([l2_norm(own_delta)] if own_weight > 0 else [])
+        own = [Update(own_delta, float(own_weight), "self")] if own_weight > 0 else []
+        if own:
+            self._norms.append(l2_norm(own_delta))
+        updates = list(own)
+        reference = list(self._norms)
         bound = self.settings.norm_bound * statistics.median(reference) if reference and self.settings.norm_bound else 0.0
         merged: list[bytes] = []
         clipped: list[bytes] = []
@@ -254,15 +271,25 @@ class Learner:
                     clipped.append(peer.delta_hash)
             updates.append(Update(tensors, float(max(peer.sample_count, 1)), peer.source))
             merged.append(peer.delta_hash)
-        if network is None:
-            share = 1.0
-        elif self.strategy.weighted:
-            share = sum(u.weight for u in updates) / network.weight
-        else:
-            share = len(updates) / max(network.nodes, 1)
-        self.load_state(apply_delta(self.base_state, self.strategy.merge(updates), scale=share))
-        self._norms.extend(l2_norm(u.tensors) for u in updates if u.source != "self" or own_weight > 0)
+        if not updates:
+            return MergeOutcome((), tuple(rejected))
+        share = self._share(updates, network)
+        merged_state = apply_delta(self.base_state, self.strategy.merge(updates), scale=share)
+        if not is_finite(merged_state):
+            reason = "the merge would make the model non-finite"
+            rejected += [(h, reason) for h in merged]
+            merged_state = apply_delta(self.base_state, own_delta, scale=self._share(own, network)) if own else self.base_state
+            merged, clipped = [], []
+        self.load_state(merged_state)
         return MergeOutcome(tuple(merged), tuple(rejected), share, tuple(clipped))
+
+    def _share(self, updates: Sequence[Update], network: Network | None) -> float:
+        """The step's scale: the share of the network these updates stand for."""
+        if network is None:
+            return 1.0
+        if self.strategy.weighted:
+            return sum(u.weight for u in updates) / network.weight
+        return len(updates) / max(network.nodes, 1)
 
     # --- evaluation -----------------------------------------------------------------
 

@@ -14,7 +14,9 @@ poisons every rule, the median included. Every other problem raises an
 - ``mean``: :class:`MeanStrategy`, the mean weighted by sample count (FedAvg);
 - ``median``: :class:`MedianStrategy`, the coordinate-wise median;
 - ``trimmed-mean``: :class:`TrimmedMeanStrategy`, trimmed mean (``beta=0.2``);
-- ``krum``: :class:`KrumStrategy`, (multi-)Krum (``f=1``, ``m=1``).
+- ``krum``: :class:`KrumStrategy`, (multi-)Krum (``f=1``, ``m=1``);
+- ``multi-krum``: :class:`MultiKrumStrategy`, the mean of the ``n - f`` most central
+  updates (``f=2``): the node's default, chosen by ``bench/byzantine.py``.
 
 Only ``mean`` uses :attr:`Update.weight` (:attr:`MergeStrategy.weighted`); the robust
 rules ignore counts, and the peer scales their step by the number of updates, never by
@@ -54,6 +56,7 @@ __all__ = [
     "MeanStrategy",
     "MedianStrategy",
     "MergeStrategy",
+    "MultiKrumStrategy",
     "NoUpdates",
     "TrimmedMeanStrategy",
     "UnknownStrategy",
@@ -184,8 +187,30 @@ class KrumStrategy(MergeStrategy):
         return krum([u.tensors for u in updates], self.f, self.m)
 
 
+@dataclass(frozen=True)
+class MultiKrumStrategy(MergeStrategy):
+    """Multi-Krum: the mean of every update but the ``f`` least central (``m = n - f``).
+
+    The default rule: in ``bench/byzantine.py`` it kept honest accuracy at or above the
+    attack-free run under every attack at 1 Byzantine peer of 5 and 2 of 8, where mean,
+    median and trimmed-mean lost 12-16 points. ``f`` is lowered when there are fewer
+    than ``2f + 3`` updates, so a merge of 4 updates (a 4-hospital network) is a plain
+    mean: it takes 5 updates to leave one out.
+    """
+
+    name: ClassVar[str] = "multi-krum"
+    f: int = 2
+
+    def __post_init__(self) -> None:
+        if isinstance(self.f, bool) or not isinstance(self.f, int) or self.f < 0:
+            raise InvalidAggregationParameter(f"multi-krum: f must be an integer >= 0, got {self.f!r}")
+
+    def _aggregate(self, updates: Sequence[Update]) -> dict[str, Tensor]:
+        return krum([u.tensors for u in updates], self.f, m=len(updates))  # capped at n - f
+
+
 MERGE_RULES: Mapping[str, type[MergeStrategy]] = MappingProxyType(
-    {cls.name: cls for cls in (MeanStrategy, MedianStrategy, TrimmedMeanStrategy, KrumStrategy)}
+    {cls.name: cls for cls in (MeanStrategy, MedianStrategy, TrimmedMeanStrategy, KrumStrategy, MultiKrumStrategy)}
 )
 """Every merge rule by name, in documentation order: the one list of rule names."""
 

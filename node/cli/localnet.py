@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from typing import Any
 from contracts.ledger import AuditLedger
 from devnet import DevnetInfo, free_port, start_devnet, stop_devnet
 from devnet.processes import spawn
-from gossip.identity import peer_id_bytes_from_secret, peer_id_from_secret
+from gossip.identity import eth_address_from_peer_id, peer_id_bytes_from_secret, peer_id_from_secret
 from node.checkpoint import CheckpointStore, atomic_write
 from node.config import NodeConfig, to_toml
 from node.errors import PeerError
@@ -72,6 +72,12 @@ class PeerHandle:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    @property
+    def address(self) -> str:
+        """The node's Ethereum address (its key is also its libp2p identity)."""
+        secret = bytes.fromhex(self.config.key_file.read_text().strip().removeprefix("0x"))
+        return eth_address_from_peer_id(peer_id_from_secret(secret))
 
 
 @dataclass
@@ -124,22 +130,57 @@ class LocalNet:
             self.stop_peer(peer)
         stop_devnet(self.workdir / "devnet")
 
-    def unmerged(self) -> dict[str, list[tuple[str, int]]]:
-        """Per peer, the (author, round) of other peers' contributions it has neither
-        merged nor refused yet."""
-        states = {p.name: p.store.load_state() for p in self.peers}
+    def fresh_run(self, run: str, template: NodeConfig, peers: int | None = None, seed: int = 0) -> None:
+        """Stop the peers and set up a new run on the same corpus and anvil: a fresh
+        AuditLedger (every dev node registered again, with the template's sample cap; the
+        template's genesis), and for the first `peers` nodes (default: as many as now)
+        a fresh folder `workdir/<run>/peer-<i>` (checkpoint, node.toml, peer.log) with
+        the same key and data.
+
+        Each run starts at round 1, which the old ledger would refuse (a node's rounds
+        strictly increase), and writing and ingesting the corpus again costs more than
+        the run: tests that compare runs (tests/integration/test_byzantine.py) use this.
+        """
+        for peer in self.peers:
+            self.stop_peer(peer)
+        count = len(self.peers) if peers is None else peers
+        admin = AuditLedger.deploy(self.devnet.rpc_url, self.devnet.admin_key)
+        cap = template.local_steps * template.batch_size
+        for node in self.devnet.nodes:
+            admin.register_node(node.address, node.peer_id, cap)
+        admin.set_genesis_model(genesis_hash(template))
+        deployed = admin.deployment.block_number if admin.deployment else 0
+        self.devnet = replace(self.devnet, contract=admin.address, deployed_block=deployed)
+        self.peers = []
+        _write_peers(self, count, template, seed, root=self.workdir / run)
+
+    def unmerged(self, others: Iterable[str] = ()) -> dict[str, list[tuple[str, int]]]:
+        """Per peer, the (author, round) of the other peers' contributions recorded on
+        chain (and of the nodes at the addresses `others`, e.g. a test's adversary) that
+        it has neither merged nor refused yet.
+
+        The chain, not the journals, says what every peer must settle (DESIGN.md, "Trust
+        model"): a journal also holds entries the chain rejected, which no peer will ever
+        see. Authors are named by peer name, else by address.
+        """
+        names = {p.address: p.name for p in self.peers}
+        authors = set(names) | set(others)
+        recorded = [c for c in self.ledger().contributions() if c.node in authors]
         missing: dict[str, list[tuple[str, int]]] = {}
         for peer in self.peers:
-            seen = set(states[peer.name].merged) | set(states[peer.name].refused)
-            for other in self.peers:
-                if other is not peer:
-                    missing.setdefault(peer.name, []).extend(
-                        (other.name, e.round) for e in states[other.name].journal if e.delta_hash not in seen
-                    )
-        return {name: m for name, m in missing.items() if m}
+            state = peer.store.load_state()
+            seen = set(state.merged) | set(state.refused)
+            own = peer.address
+            todo = [
+                (names.get(c.node, c.node), c.round) for c in recorded
+                if c.node != own and "0x" + c.delta_hash.hex() not in seen
+            ]
+            if todo:
+                missing[peer.name] = todo
+        return missing
 
     def everyone_merged_everything(self) -> bool:
-        """Has every peer merged (or refused) every other peer's contributions?"""
+        """Has every peer merged (or refused) every other peer's recorded contributions?"""
         return not self.unmerged()
 
     def wait(self, predicate: Callable[[], bool], timeout: float, poll: float = 0.5) -> bool:
@@ -220,8 +261,13 @@ def create(
     return net
 
 
-def _write_peers(net: LocalNet, peers: int, template: NodeConfig, seed: int) -> None:
-    """Per peer: its key, its node.toml (ports, bootstrap list, folders), its handle."""
+def _write_peers(net: LocalNet, peers: int, template: NodeConfig, seed: int, root: Path | None = None) -> None:
+    """Per peer: its key, its node.toml (ports, bootstrap list, folders), its handle.
+
+    `root`: the folder of a later run (`LocalNet.fresh_run`): the peers keep their key
+    and data in workdir/peer-<i>, and name the run's ledger explicitly (devnet.json
+    names the first one).
+    """
     workdir, info = net.workdir, net.devnet
 
     ports = [free_port() for _ in range(peers)]
@@ -230,16 +276,19 @@ def _write_peers(net: LocalNet, peers: int, template: NodeConfig, seed: int) -> 
         for port, node in zip(ports, info.nodes)
     ]
     for i, node in enumerate(info.nodes[:peers]):
-        folder = workdir / f"peer-{i}"
-        atomic_write(folder / "node.key", node.private_key.removeprefix("0x").encode())
+        home = workdir / f"peer-{i}"
+        folder = home if root is None else root / f"peer-{i}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if root is None:
+            atomic_write(home / "node.key", node.private_key.removeprefix("0x").encode())
         config = replace(
             template,
-            key_file=folder / "node.key",
-            data_dir=folder / "data",
+            key_file=home / "node.key",
+            data_dir=home / "data",
             checkpoint_dir=folder / "checkpoint",
             devnet=net.devnet_file,
-            rpc_url="",
-            contract="",
+            rpc_url="" if root is None else info.rpc_url,
+            contract="" if root is None else info.contract,
             listen=(f"/ip4/127.0.0.1/tcp/{ports[i]}",),
             bootstrap=tuple(a for j, a in enumerate(addrs) if j != i),
             seed=seed * 1000 + i,

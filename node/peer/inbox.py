@@ -6,9 +6,15 @@ A delta moves through the inbox as::
     deliver(payload)         ready: verified against the chain, bytes fetched
     take(...) -> payloads    handed to a merge
     settle(merged, round)    merged (kept in node.json: never merged twice)
-    fail(...) / refuse(...)  refused for good (kept in node.json: never tried again)
+    refuse(...)              refused for good (kept in node.json: never tried again)
+    fail(...)                a failed pull: refused if the answer was definite, else
+                             tried again later (backing off)
 
 "Is this delta still wanted?" has one answer, `wanted()`: not merged and not refused.
+Only a definite answer refuses (recorded by another author, undecodable payload): what
+depends on timing (a holder unreachable or lying, a chain that cannot answer) is tried
+again later, so every peer ends with the same set (DESIGN.md, "Trust model"). A payload
+that nobody serves stays wanted, on every peer alike, retried every RETRY_MAX s at most.
 The merged and refused maps are the node's durable state (`NodeState`), shared with the
 checkpoint; only trio tasks call the inbox, so nothing here needs a lock.
 """
@@ -16,6 +22,7 @@ checkpoint; only trio tasks call the inbox, so nothing here needs a lock.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterable
 
 import trio
@@ -24,7 +31,12 @@ from gossip import Announcement
 from node.learner import PeerPayload
 
 MAX_TRIES = 3
-"""a delta that failed this many pulls (not recorded, unreachable, lying holder) is refused."""
+"""after this many failed pulls a delta counts as settled for the catch-up (nothing left to
+wait for now), and an announced hash still not recorded on chain is forgotten (the chain
+watcher offers it again if it is recorded later). Neither refuses it."""
+RETRY_BASE = 0.5
+RETRY_MAX = 30.0
+"""seconds before a failed pull is tried again: RETRY_BASE, doubling per failure, at most RETRY_MAX."""
 
 
 def key_of(delta_hash: bytes) -> str:
@@ -61,6 +73,8 @@ class DeltaInbox:
         self._ready: dict[str, list[PeerPayload]] = {}
         """verified payloads waiting for a merge, per peer ID."""
         self._failures: dict[str, int] = {}
+        self._retry_at: dict[str, float] = {}
+        """key -> time.monotonic() before which a failed pull is not tried again."""
         self.announced = Signal()
         """fired when a new wanted delta is offered."""
         self.arrived = Signal()
@@ -83,19 +97,24 @@ class DeltaInbox:
         return True
 
     def peers_to_pull(self, busy: Iterable[str] = ()) -> list[str]:
-        """Peers with deltas waiting to be pulled, shuffled, leaving out `busy` ones."""
+        """Peers with deltas due for a pull, shuffled, leaving out `busy` ones."""
         skip = set(busy)
-        peers = [pid for pid, pending in self._announced.items() if pending and pid not in skip]
+        peers = [pid for pid in self._announced if pid not in skip and self.next_for(pid) is not None]
         random.shuffle(peers)
         return peers
 
     def next_for(self, peer_id: str) -> Announcement | None:
-        """The newest wanted delta of this peer that is not ready yet."""
-        todo = [a for k, a in self._announced.get(peer_id, {}).items() if self.wanted(k)]
+        """The newest wanted delta of this peer that is not ready yet and is due (not
+        backing off after a failed pull)."""
+        now = time.monotonic()
+        todo = [
+            a for k, a in self._announced.get(peer_id, {}).items()
+            if self.wanted(k) and self._retry_at.get(k, 0.0) <= now
+        ]
         return max(todo, key=lambda a: a.round) if todo else None
 
     def pending(self, key: str) -> bool:
-        """Still announced and waiting for a pull (not ready, not given up on)."""
+        """Still announced and waiting for a pull (not ready, not refused or forgotten)."""
         return any(key in anns for anns in self._announced.values())
 
     # --- ready -----------------------------------------------------------------------
@@ -104,6 +123,7 @@ class DeltaInbox:
         key = key_of(payload.delta_hash)
         self._announced.get(payload.source, {}).pop(key, None)
         self._failures.pop(key, None)
+        self._retry_at.pop(key, None)
         if self.wanted(key) and not self._is_ready(key):
             self._ready.setdefault(payload.source, []).append(payload)
         self.arrived.fire()
@@ -112,8 +132,12 @@ class DeltaInbox:
         return any(self._ready.values())
 
     def settled(self, keys: Iterable[str]) -> bool:
-        """Is each of these deltas ready, merged or refused (nothing left to pull)?"""
-        return all(not self.wanted(k) or self._is_ready(k) for k in keys)
+        """Is each of these deltas ready, merged, refused, or not worth waiting for now
+        (failed MAX_TRIES pulls, or no longer announced)?"""
+        return all(
+            not self.wanted(k) or self._is_ready(k) or self._failures.get(k, 0) >= MAX_TRIES or not self.pending(k)
+            for k in keys
+        )
 
     def take(self, fan_out: int, every_peer: bool = False) -> list[PeerPayload]:
         """All ready payloads of up to `fan_out` peers chosen at random (or of every peer)."""
@@ -138,16 +162,29 @@ class DeltaInbox:
         """Never merge this delta (undecodable, wrong author...)."""
         self._refused[key] = reason
         self._failures.pop(key, None)
+        self._retry_at.pop(key, None)
         self._forget_unwanted()
         self.arrived.fire()
 
-    def fail(self, ann: Announcement, reason: str, final: bool) -> bool:
-        """Count a failed pull; refuse the delta at once if `final`, else after MAX_TRIES.
-        True if it was given up on."""
+    def fail(self, ann: Announcement, reason: str, final: bool, forget: bool = False) -> bool:
+        """A pull failed. `final` (a definite answer: wrong author) refuses the delta for
+        good; anything else (unreachable holders, a lying holder, a chain that cannot
+        answer) is tried again after a doubling delay. With `forget` (a hash the chain
+        does not hold, maybe not yet) the announcement is dropped after MAX_TRIES.
+        True once there is nothing to wait for now (`settled`)."""
         key = key_of(ann.delta_hash)
-        self._failures[key] = self._failures.get(key, 0) + 1
-        if final or self._failures[key] >= MAX_TRIES:
+        if final:
             self.refuse(key, reason)
+            return True
+        tries = self._failures[key] = self._failures.get(key, 0) + 1
+        if forget and tries >= MAX_TRIES:
+            self._announced.get(ann.peer_id, {}).pop(key, None)
+            self._failures.pop(key, None)
+            self._retry_at.pop(key, None)
+        else:
+            self._retry_at[key] = time.monotonic() + min(RETRY_MAX, RETRY_BASE * 2 ** (tries - 1))
+        if tries >= MAX_TRIES:
+            self.arrived.fire()  # a catch-up waiting on it stops waiting
             return True
         return False
 

@@ -4,7 +4,9 @@ Up to `fan_out` peers are pulled from at once, each peer's wanted deltas one aft
 another, newest first. A delta is fetched only once its hash is recorded on chain by
 the registered address behind the announcing peer ID; the fetched bytes must hash to it
 (checked by the transport). Failures come back as data: counted, logged, and passed to
-the inbox, which refuses a delta for good on a definite answer or after a few tries.
+the inbox, which refuses a delta for good only on a definite answer (recorded by
+another author) and otherwise tries it again later (a chain error, an unreachable or
+lying holder: timing must not decide what a peer merges).
 """
 
 from __future__ import annotations
@@ -42,12 +44,12 @@ class Prefetcher:
 
         async def pull_peer(pid: str) -> None:
             try:
+                # a failed pull backs off (the inbox skips it until it is due): go on
+                # with this peer's other deltas, so one unfetchable delta starves none
                 while (ann := self.inbox.next_for(pid)) is not None:
                     payload = await self.pull_one(ann)
                     if payload is not None:
                         self.inbox.deliver(payload)
-                    elif self.inbox.pending(key_of(ann.delta_hash)):
-                        return  # not given up on: retry on the next announcement
             finally:
                 busy.discard(pid)
                 self._done.set()
@@ -66,14 +68,18 @@ class Prefetcher:
         key = key_of(ann.delta_hash)
         try:
             record = await trio.to_thread.run_sync(self.chain.verify, ann.delta_hash, ann.peer_id)
-        except LedgerError as exc:  # unknown, not "no": retried on the next announcement or chain poll
-            self.counters.drop("unverifiable-chain-down" if isinstance(exc, ChainUnavailable) else "unverifiable")
+        except LedgerError as exc:  # unknown, not "no": tried again later
+            reason = "unverifiable-chain-down" if isinstance(exc, ChainUnavailable) else "unverifiable"
+            self.counters.drop(reason)
             log.warning("cannot verify delta=%s now (will retry): %s", key[:10], exc)
+            self.inbox.fail(ann, reason, final=False)
             return None
         if isinstance(record, str):
             self.counters.drop(record)
             log.warning("dropped delta=%s from peer=%s: %s", key[:10], ann.peer_id, record)
-            self.inbox.fail(ann, record, final=record != "not-recorded")
+            # "not-recorded" may be "not yet": forgotten after a few tries, offered
+            # again by the chain watcher if it is recorded later; never refused
+            self.inbox.fail(ann, record, final=record != "not-recorded", forget=record == "not-recorded")
             return None
         # The author first; then a few others, which hold it if they already fetched it.
         others = [p for p in self.net.connected_peers() if p != ann.peer_id]

@@ -109,6 +109,15 @@ class Adversary:
         except (OSError, json.JSONDecodeError):
             return {}
 
+    def ready(self, names: Iterable[str]) -> bool:
+        """Are these hosts connected to every honest peer (and waiting for `go`)?"""
+        report = self.status()
+        return all(report.get(name, {}).get("ready") for name in names)
+
+    def go(self) -> None:
+        """Let the ready hosts start announcing."""
+        self.process.send_signal(signal.SIGUSR1)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -119,7 +128,8 @@ class Adversary:
                 self.process.wait()
 
 
-def start_adversary(folder: Path, spec: dict[str, Any]) -> Adversary:
+def start_adversary(folder: Path, spec: dict[str, Any], module: str = "tests.integration.peer_adversary") -> Adversary:
+    """Run `python -m <module> SPEC.json` (an adversary of this folder) as its own process."""
     folder.mkdir(parents=True, exist_ok=True)
     spec_path = folder / "adversary.json"
     spec = {**spec, "status_file": str(folder / "adversary-status.json")}
@@ -127,7 +137,7 @@ def start_adversary(folder: Path, spec: dict[str, Any]) -> Adversary:
     os.chmod(spec_path, 0o600)  # holds secrets
     with open(folder / "adversary.log", "ab") as log:
         process = spawn(
-            [sys.executable, "-m", "tests.integration.peer_adversary", str(spec_path)],
+            [sys.executable, "-m", module, str(spec_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parents[2],

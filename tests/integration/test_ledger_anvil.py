@@ -56,6 +56,7 @@ def _break_checksum(address: str) -> str:
     return address[:index] + address[index].swapcase() + address[index + 1 :]
 
 
+@pytest.mark.slow
 def test_two_node_processes_record_200_contributions(devnet: DevnetInfo, tmp_path: Path) -> None:
     # Prepare: one OS process per node, each with its own key.
     procs = [
@@ -128,7 +129,7 @@ def test_withdrawals_by_token_and_by_custodian(devnet: DevnetInfo) -> None:
 
 
 def test_restart_keeps_records(devnet_dir: Path) -> None:
-    info = start_devnet(devnet_dir, nodes=1, port=free_port(), peer_id_of=peer_id_bytes_from_secret)
+    info = start_devnet(devnet_dir, nodes=1, port=free_port(), peer_id_of=peer_id_bytes_from_secret, die_with_parent=True)
     node = AuditLedger(info.rpc_url, info.contract, info.nodes[0].private_key)
     recorded = node.record_contribution(keccak(b"kept"), BASE, 5, 64, ROOT, 1.5)
     node.withdraw_consent(keccak(b"kept-subject"))
@@ -137,7 +138,7 @@ def test_restart_keeps_records(devnet_dir: Path) -> None:
     assert not devnet_status(devnet_dir).running
     with pytest.raises(ChainUnavailable):
         node.block_number()
-    again = start_devnet(devnet_dir, nodes=1, peer_id_of=peer_id_bytes_from_secret)
+    again = start_devnet(devnet_dir, nodes=1, peer_id_of=peer_id_bytes_from_secret, die_with_parent=True)
 
     assert again.contract == info.contract and again.nodes == info.nodes
     assert again.anvil_pid != info.anvil_pid
@@ -220,7 +221,7 @@ def test_port_taken_and_missing_anvil(devnet_dir: Path, monkeypatch: pytest.Monk
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(PortInUse, match=f"port {port}"):
-            start_devnet(devnet_dir, nodes=1, port=port, peer_id_of=peer_id_bytes_from_secret)
+            start_devnet(devnet_dir, nodes=1, port=port, peer_id_of=peer_id_bytes_from_secret, die_with_parent=True)
     monkeypatch.setenv("MEDGOSSIP_ANVIL", str(devnet_dir / "no-such-anvil"))
     with pytest.raises(AnvilNotFound, match="MEDGOSSIP_ANVIL"):
-        start_devnet(devnet_dir, nodes=1, port=free_port(), peer_id_of=peer_id_bytes_from_secret)
+        start_devnet(devnet_dir, nodes=1, port=free_port(), peer_id_of=peer_id_bytes_from_secret, die_with_parent=True)

@@ -51,7 +51,9 @@ from tests.integration.peer_harness import Adversary, logs, start_adversary, sta
 pytestmark = pytest.mark.slow
 
 PEERS = 3
-ROUNDS = 45
+ROUNDS = 120
+"""room for every episode in one run: they take wall-clock time (a restart, chain polls,
+detection), and rounds take 0.3-1 s here; an episode that runs out of rounds says so."""
 MAX_IMAGES = 360
 ALPHA = 0.5
 """the demo's non-IID split (Dirichlet alpha over hospitals per class)."""
@@ -226,14 +228,8 @@ def _start_adversary(net: LocalNet, folder: Path) -> tuple[Adversary, dict[str, 
         admin.register_node(eth_address_from_peer_id(pid), peer_id_bytes_from_secret(keys[name]), 1000)
     recorder_address = eth_address_from_peer_id(peer_id_from_secret(keys["mismatch"]))
     send_ether(net.devnet.rpc_url, ANVIL_FUNDER_KEY, recorder_address, 10**18)
-    recorder = net.ledger("0x" + keys["mismatch"].hex())
-    genesis = admin.genesis_model() or bytes(32)
     payloads = {name: secrets.token_bytes(96) for name in ("not-recorded", "mismatch", "stolen", "unregistered")}
     hashes = {name: keccak256(p) for name, p in payloads.items()}
-    # "mismatch" records its hash honestly but will serve other bytes under it; it also
-    # records "stolen", which the "wrong-author" host then announces as if it were its own.
-    for round_, name in enumerate(("mismatch", "stolen"), start=1):  # one contribution per round
-        recorder.record_contribution(hashes[name], genesis, round_, 1000, keccak256(b"adversary"), 0.0)
     announced = {
         "not-recorded": hashes["not-recorded"],
         "mismatch": hashes["mismatch"],
@@ -256,7 +252,20 @@ def _start_adversary(net: LocalNet, folder: Path) -> tuple[Adversary, dict[str, 
     ]
     ledger = net.ledger()
     spec = {"network_id": f"{ledger.chain_id}-{ledger.address.lower()}", "bootstrap": bootstrap, "hosts": hosts}
-    return start_adversary(folder, spec), announced
+    adversary = start_adversary(folder, spec)
+    # Record once every host can be reached (peers fetch a recorded delta from its author
+    # as soon as they see the record), announce once recorded: peers give up on a delta
+    # after a few failed tries, unreachable or not yet recorded alike.
+    wait_until(net, lambda: adversary.ready(h["name"] for h in hosts), 60,
+               "every misbehaving host to connect to the honest peers")
+    # "mismatch" records its hash honestly but serves other bytes under it; it also
+    # records "stolen", which the "wrong-author" host announces as if it were its own.
+    recorder = net.ledger("0x" + keys["mismatch"].hex())
+    genesis = admin.genesis_model() or bytes(32)
+    for round_, name in enumerate(("mismatch", "stolen"), start=1):  # one contribution per round
+        recorder.record_contribution(hashes[name], genesis, round_, 1000, keccak256(b"adversary"), 0.0)
+    adversary.go()
+    return adversary, announced
 
 
 def test_unregistered_or_mismatching_peers_are_never_merged(net: LocalNet, adversaries: Adversaries) -> None:
@@ -441,7 +450,7 @@ def finished(
     net: LocalNet, withdrawal: Withdrawal, adversaries: Adversaries, outage: Outage, restart: Restart
 ) -> LocalNet:
     """The run after every episode above, every peer done with its rounds."""
-    wait_until(net, lambda: all(status(p).get("finished") for p in net.peers), 240, f"every peer to finish {ROUNDS} rounds")
+    wait_until(net, lambda: all(status(p).get("finished") for p in net.peers), 480, f"every peer to finish {ROUNDS} rounds")
     return net
 
 

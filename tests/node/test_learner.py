@@ -83,6 +83,21 @@ def test_train_round_refuses_to_encode_without_an_author() -> None:
         learner.train_round(1, frozenset())
 
 
+def test_a_round_whose_training_diverges_is_rolled_back_not_raised() -> None:
+    """A model that merged poison (norm bound off) can make local training blow up to
+    NaN: the peer must go on (a zero update), not stop on an unencodable delta."""
+    learner = Learner(SETTINGS, digits_image_set(300))
+    learner.author = AUTHOR
+    wrecked = {k: v * 1e30 if v.is_floating_point() else v for k, v in learner.state().items()}
+    learner.load_state(wrecked)
+
+    c = learner.train_round(1, frozenset())
+
+    assert all(torch.equal(learner.state()[k], wrecked[k]) for k in wrecked)
+    decoded = decode_delta(c.payload, wrecked, author=AUTHOR, round=1)
+    assert all(not bool(t.any()) for t in decoded.tensors.values())
+
+
 def poisoned(learner: Learner, honest: PeerPayload, factor: float, name: str = "byzantine") -> PeerPayload:
     """An honest payload's delta scaled by `factor`, encoded as a decodable payload."""
     base = learner.base_state

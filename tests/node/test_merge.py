@@ -15,6 +15,7 @@ from node.merge import (
     MeanStrategy,
     MedianStrategy,
     MergeStrategy,
+    MultiKrumStrategy,
     NoUpdates,
     TrimmedMeanStrategy,
     UnknownStrategy,
@@ -34,7 +35,7 @@ def update(value: float, weight: float = 1.0, source: str = "peer") -> Update:
 
 
 def test_strategy_names_and_classes() -> None:
-    assert STRATEGIES == ("mean", "median", "trimmed-mean", "krum")
+    assert STRATEGIES == ("mean", "median", "trimmed-mean", "krum", "multi-krum")
     for name in STRATEGIES:
         strategy = strategy_from_name(name)
         assert isinstance(strategy, MergeStrategy)
@@ -132,3 +133,16 @@ def test_inputs_are_not_modified() -> None:
     for name in STRATEGIES:
         strategy_from_name(name).merge(updates)
     assert all(torch.equal(u.tensors["w"], b) for u, b in zip(updates, before))
+
+
+def test_multi_krum_leaves_out_the_f_least_central_and_averages_the_rest() -> None:
+    honest = [update(v) for v in (1.0, 1.2, 0.8, 1.1, 0.9)]
+    outliers = [update(-10.0), update(50.0)]
+
+    out = MultiKrumStrategy(f=2).merge([*honest, *outliers])
+    small = MultiKrumStrategy(f=2).merge([update(1.0), update(2.0), update(3.0), update(30.0)])
+
+    assert torch.allclose(out["w"], torch.full((2, 2), 1.0))  # 7 updates: both outliers out
+    assert torch.allclose(small["w"], torch.full((2, 2), 9.0))  # 4 updates: f lowered to 0, plain mean
+    with pytest.raises(InvalidAggregationParameter):
+        MultiKrumStrategy(f=-1)

@@ -93,6 +93,7 @@ SAMPLE: dict[str, object] = {
     "fan_out": 2,
     "pull_wait": 2.5,
     "merge": "trimmed-mean",
+    "norm_bound": 4.5,
     "codec": "topk",
     "topk_fraction": 0.25,
     "dp_noise_multiplier": 1.5,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import pytest
 import trio
 import trio.testing
 
 from gossip import Announcement
 from node.learner import PeerPayload
-from node.peer.inbox import MAX_TRIES, DeltaInbox, key_of
+from node.peer import inbox as inbox_module
+from node.peer.inbox import MAX_TRIES, RETRY_BASE, DeltaInbox, key_of
 
 
 def ann(peer: str, tag: int, round_: int = 1) -> Announcement:
@@ -52,20 +56,30 @@ def test_newest_round_is_pulled_first_and_take_respects_fan_out() -> None:
     assert len(first) + len(inbox.take(fan_out=1)) == 3
 
 
-def test_a_failed_pull_is_retried_then_refused_and_a_final_failure_refuses_at_once() -> None:
+def test_only_a_definite_answer_refuses_a_failed_pull_the_rest_backs_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(inbox_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     refused: dict[str, str] = {}
     inbox = DeltaInbox({}, refused)
-    a, b = ann("p1", 1), ann("p1", 2)
-    inbox.offer(a)
-    inbox.offer(b)
+    unreachable, stolen, unrecorded = ann("p1", 1), ann("p1", 2), ann("p2", 3)
+    for a in (unreachable, stolen, unrecorded):
+        inbox.offer(a)
+    keys = [key_of(a.delta_hash) for a in (unreachable, stolen, unrecorded)]
 
-    gave_up = [inbox.fail(a, "fetch-failed", final=False) for _ in range(MAX_TRIES)]
-    assert gave_up == [False] * (MAX_TRIES - 1) + [True]
-    assert inbox.fail(b, "wrong-author", final=True)
+    settled_now = [inbox.fail(unreachable, "fetch-failed", final=False) for _ in range(MAX_TRIES)]
+    assert inbox.fail(stolen, "wrong-author", final=True)
+    for _ in range(MAX_TRIES):
+        inbox.fail(unrecorded, "not-recorded", final=False, forget=True)
 
-    assert refused == {key_of(a.delta_hash): "fetch-failed", key_of(b.delta_hash): "wrong-author"}
-    assert inbox.next_for("p1") is None and not inbox.pending(key_of(a.delta_hash))
-    assert inbox.settled([key_of(a.delta_hash), key_of(b.delta_hash)])
+    # timing (an unreachable holder, a record not mined yet) refuses nothing
+    assert settled_now == [False] * (MAX_TRIES - 1) + [True]
+    assert refused == {keys[1]: "wrong-author"}
+    assert inbox.settled(keys)  # nothing to wait for now (a catch-up goes on)
+    assert inbox.pending(keys[0]) and inbox.next_for("p1") is None  # backing off
+    assert not inbox.pending(keys[2]) and inbox.wanted(keys[2])  # forgotten, not refused
+    clock[0] += RETRY_BASE * 2 ** MAX_TRIES
+    assert inbox.next_for("p1") == unreachable and inbox.peers_to_pull() == ["p1"]  # due again
+    assert inbox.offer(unrecorded)  # recorded later: the chain watcher offers it again
 
 
 def test_a_refused_delta_delivered_late_is_not_merged() -> None:
