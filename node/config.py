@@ -61,7 +61,7 @@ class NodeConfig:
     rounds: int = _f(0, 'stop after this many rounds (0: run until stopped)')
     fan_out: int = _f(8, "peers pulled from at once and merged per round (k); each peer's deltas are all merged once, sooner or later")
     pull_wait: float = _f(0.0, "seconds to wait for a peer delta when none is ready at merge time (0: merge alone, no barrier)")
-    merge: str = _f("multi-krum", 'merge rule: multi-krum (mean of all but the f=2 least central updates; the default, see bench/byzantine.py), mean (weighted by sample count), median, trimmed-mean, krum')
+    merge: str = _f("mean", 'merge rule: mean (weighted by capped sample count), multi-krum (mean of all but the f=2 least central updates), median, trimmed-mean, krum')
     norm_bound: float = _f(3.0, "a peer's update with an L2 norm over norm_bound x the median of recently accepted updates is clipped to it; 0 turns the bound off")
     codec: str = _f("fp32", 'delta codec: fp32, fp16, int8, topk')
     topk_fraction: float = _f(0.1, 'fraction of coordinates sent by the topk codec (error feedback keeps the rest)')

@@ -54,7 +54,7 @@ class LearnerSettings:
     local_steps: int = 10
     batch_size: int = 32
     lr: float = 0.05
-    merge: str = "multi-krum"
+    merge: str = "mean"
     norm_bound: float = 3.0
     """an incoming update whose L2 norm is over norm_bound x the median norm of our own
     recent updates is clipped to that norm; 0 turns the bound off."""
@@ -265,14 +265,14 @@ class Learner:
                 rejected.append((peer.delta_hash, str(exc)))
                 continue
             tensors = decoded.tensors
+            merged.append(peer.delta_hash)
             if bound > 0:
                 tensors, was_clipped = clip_norm(tensors, bound)
                 if was_clipped:
                     clipped.append(peer.delta_hash)
             updates.append(Update(tensors, float(max(peer.sample_count, 1)), peer.source))
-            merged.append(peer.delta_hash)
         if not updates:
-            return MergeOutcome((), tuple(rejected))
+            return MergeOutcome(tuple(merged), tuple(rejected), 0.0)
         share = self._share(updates, network)
         merged_state = apply_delta(self.base_state, self.strategy.merge(updates), scale=share)
         if not is_finite(merged_state):

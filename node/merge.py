@@ -16,7 +16,7 @@ poisons every rule, the median included. Every other problem raises an
 - ``trimmed-mean``: :class:`TrimmedMeanStrategy`, trimmed mean (``beta=0.2``);
 - ``krum``: :class:`KrumStrategy`, (multi-)Krum (``f=1``, ``m=1``);
 - ``multi-krum``: :class:`MultiKrumStrategy`, the mean of the ``n - f`` most central
-  updates (``f=2``): the node's default, chosen by ``bench/byzantine.py``.
+  updates (``f=2``).
 
 Only ``mean`` uses :attr:`Update.weight` (:attr:`MergeStrategy.weighted`); the robust
 rules ignore counts, and the peer scales their step by the number of updates, never by
@@ -191,11 +191,12 @@ class KrumStrategy(MergeStrategy):
 class MultiKrumStrategy(MergeStrategy):
     """Multi-Krum: the mean of every update but the ``f`` least central (``m = n - f``).
 
-    The default rule: in ``bench/byzantine.py`` it kept honest accuracy at or above the
-    attack-free run under every attack at 1 Byzantine peer of 5 and 2 of 8, where mean,
-    median and trimmed-mean lost 12-16 points. ``f`` is lowered when there are fewer
-    than ``2f + 3`` updates, so a merge of 4 updates (a 4-hospital network) is a plain
-    mean: it takes 5 updates to leave one out.
+    In ``bench/byzantine.py``, where every peer merges every update of a round at once,
+    it kept honest accuracy at the attack-free level under every attack; with real
+    asynchronous peers merging 1-4 updates at a time it leaves out different updates on
+    different peers (see the README's benchmarks). ``f`` is lowered when there are fewer
+    than ``2f + 3`` updates, so a merge of 4 updates is a plain mean: it takes 5 updates
+    to leave one out.
     """
 
     name: ClassVar[str] = "multi-krum"

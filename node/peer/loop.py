@@ -7,8 +7,8 @@
        prefetcher while we trained) with the configured rule;
     4. checkpoint the merged round ("round" tensors, node.json, status.json).
 
-Beside the loop, in one nursery: the announcement listener (into the inbox), the
-prefetcher, the recorder, the consent watcher and the chain-statistics refresher.
+Beside the loop, in one nursery: the announcement listener and the chain watch (both
+offer deltas to the inbox), the prefetcher, the recorder and the consent watcher.
 Worker threads return values; only trio tasks change the peer's state.
 """
 
@@ -293,9 +293,9 @@ class Peer:
             "merge", trio.to_thread.run_sync, lambda: self.learner.merge(own_samples, peers, network)
         )
         if outcome.clipped:
-            self.counters.clipped += len(outcome.clipped)
-            log.warning("clipped %d update(s) over the norm bound: %s", len(outcome.clipped),
+            log.warning("clipped %d update(s) to the norm bound: %s", len(outcome.clipped),
                         " ".join(key_of(h)[:10] for h in outcome.clipped))
+        self.counters.clipped += len(outcome.clipped)
         for delta_hash, reason in outcome.rejected:
             self.counters.drop("undecodable")
             self.inbox.refuse(key_of(delta_hash), "undecodable")

@@ -114,7 +114,7 @@ def test_an_update_far_over_recent_norms_is_clipped_so_one_peer_cannot_take_over
     victim.author = AUTHOR
     own = victim.train_round(1, frozenset())
     start = victim.base_state
-    attack = poisoned(victim, honest, factor=-100.0)
+    attack = poisoned(victim, honest, factor=100.0)
 
     outcome = victim.merge(own.sample_count, [attack], Network(nodes=2, mean_samples=float(own.sample_count)))
 

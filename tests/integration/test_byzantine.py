@@ -1,0 +1,290 @@
+"""A consortium with one Byzantine member, with real processes: anvil, AuditLedger, four
+honest `medgossip node start` peers and one registered adversary
+(tests/integration/byzantine_peer.py, its own OS process, its own key and hospital).
+
+One corpus (5 hospitals, the full digits demo: 359 common test images, so one image is
+0.28 accuracy points) and one anvil serve the module; every run gets a fresh AuditLedger
+and fresh peer folders (`LocalNet.fresh_run`), the same seeds, the same length. The
+attack-free run (module fixture, shared by every attack) is the same network with the
+fifth hospital registered but silent. One run per attack: attacks do not share a run,
+because each assertion is about one attack (a run with two would not say which one a
+failure belongs to, and each adversary is one node of five). Per attack:
+
+  (a) every honest peer's final accuracy on the common test set is at most
+      ACCURACY_POINTS below the attack-free run's mean;
+  (b) once settled (every contribution on chain merged or refused by every honest
+      peer), every honest peer holds the same set of deltas: merged + its own = the
+      same set on every peer, with the adversary's recorded deltas in it (the revoked
+      node's too), except a stolen (front-run) hash, which every peer refuses;
+  (c) no honest peer process exited.
+
+And the test can fail: with the defences off (norm_bound = 0, merge = mean), noise and
+sign flip move the honest accuracy down by at least POISON_DROP.
+
+Measured (2 shared cores, ~5 min for the file, ~25 s a run): attack-free with merge =
+mean, norm_bound = 3, four runs: mean accuracy 0.964-0.978 (peers of one run within
+~1 point). Defences off: noise 0.07-0.10, sign flip 0.65-0.68. The honest peers run
+the node's default merge rule and norm bound (not overridden here): (a) tests them.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devnet import free_port
+from gossip.identity import peer_id_from_secret
+from node.cli.localnet import LocalNet, PeerHandle, create, tail
+from node.config import NodeConfig
+from tests.integration.peer_harness import Adversary, logs, start_adversary, state, status, wait_until
+
+pytestmark = pytest.mark.slow
+
+HOSPITALS = 5
+"""4 honest peers and the adversary (dev node 4, hospital 4)."""
+SEED = 11
+ROUNDS = 25
+"""Attack-free, accuracy plateaus by ~25 rounds of 10 steps (0.96-0.98 over 5 runs; 10
+rounds gave 0.78 and 0.84, not a plateau); a run takes ~25 s."""
+TEMPLATE = NodeConfig(
+    rounds=ROUNDS,
+    local_steps=10,
+    fan_out=4,
+    pull_wait=1.0,
+    chain_poll=0.5,
+    eval_every=5,
+    linger=-1,  # finished peers keep merging and serving until the run stops them
+)
+DEFENCES_OFF = replace(TEMPLATE, norm_bound=0.0, merge="mean")
+ACCURACY_POINTS = 0.02
+POISON_DROP = 0.20
+SETTLE_TIMEOUT = 120.0
+REVOKE_AFTER = 3
+"""the admin revokes the `revoked` adversary once it has recorded this many contributions."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one run left behind, read once it settled."""
+
+    name: str
+    accuracy: Mapping[str, float]
+    """honest peer -> its final accuracy on the common test set."""
+    holds: Mapping[str, frozenset[str]]
+    """honest peer -> the deltas in its model: merged, plus its own recorded ones."""
+    refused: Mapping[str, Mapping[str, str]]
+    """honest peer -> on-chain deltas it refused, with the reason."""
+    chain: frozenset[str]
+    """every delta hash recorded on chain in this run."""
+    adversary_recorded: frozenset[str]
+    adversary: Mapping[str, Any]
+    """the adversary's status file."""
+    clipped: Mapping[str, int]
+    seconds: float
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.accuracy.values())
+
+
+def _key(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def _final_accuracy(peer: PeerHandle) -> float:
+    evaluated = [h["eval_accuracy"] for h in state(peer).history if h.get("eval_accuracy") is not None]
+    assert evaluated, f"{peer.name} never evaluated\n{logs([peer])}"
+    return float(evaluated[-1])
+
+
+def _start_byzantine(
+    net: LocalNet, node: int, attack: str, folder: Path, template: NodeConfig, scale: float | None
+) -> Adversary:
+    info = net.devnet.nodes[node]
+    bootstrap = [f"{p.config.listen[0]}/p2p/{peer_id_from_secret(bytes.fromhex(p.config.key_file.read_text().strip()))}"
+                 for p in net.peers]
+    ledger = net.ledger()
+    spec = {
+        "attack": attack,
+        "key": info.private_key,
+        "rpc_url": net.devnet.rpc_url,
+        "contract": net.devnet.contract,
+        "network_id": f"{ledger.chain_id}-{ledger.address.lower()}",
+        "listen": f"/ip4/127.0.0.1/tcp/{free_port()}",
+        "bootstrap": bootstrap,
+        "data_dir": str(net.workdir / f"peer-{node}" / "data"),
+        "settings": {
+            "model": template.model, "image_size": template.image_size, "num_classes": template.num_classes,
+            "genesis_seed": template.genesis_seed, "seed": SEED * 1000 + node, "local_steps": template.local_steps,
+            "batch_size": template.batch_size, "lr": template.lr, "codec": template.codec,
+        },
+        "rounds": template.rounds,
+        **({} if scale is None else {"scale": scale}),
+    }
+    return start_adversary(folder, spec, module="tests.integration.byzantine_peer")
+
+
+def run(net: LocalNet, name: str, attack: str | None, template: NodeConfig = TEMPLATE, scale: float | None = None) -> Run:
+    """One run: 4 honest peers (+ the adversary running `attack`), until settled."""
+    started = time.monotonic()
+    net.fresh_run(name, template, peers=HOSPITALS, seed=SEED)
+    silent = net.peers.pop()  # dev node 4: the adversary's key and hospital, or nobody
+    net.start_all()
+    folder = net.workdir / name / "adversary"
+    adversary = None if attack is None else _start_byzantine(net, HOSPITALS - 1, attack, folder, template, scale)
+    try:
+        if attack == "revoked":
+            assert adversary is not None
+            wait_until(net, lambda: adversary.status().get("counts", {}).get("recorded", 0) >= REVOKE_AFTER, 90,
+                       f"the adversary to record {REVOKE_AFTER} contributions")
+            net.ledger(net.devnet.admin_key).revoke_node(silent.address)
+
+        def settled() -> bool:
+            if adversary is not None and adversary.process.poll() is not None:
+                raise AssertionError(f"{name}: the adversary exited\n{tail(adversary.log_path, 30)}")
+            done = all(status(p).get("finished") and status(p).get("queued_records", 1) == 0 for p in net.peers)
+            return done and not net.unmerged([silent.address]) and (
+                adversary is None or bool(adversary.status().get("counts", {}).get("finished"))
+            )
+
+        wait_until(net, settled, SETTLE_TIMEOUT, f"{name}: every honest peer to finish and settle")
+        assert all(p.alive() for p in net.peers), f"{name}: an honest peer exited\n{logs(net.peers)}"
+        chain = frozenset(_key(c.delta_hash) for c in net.ledger().contributions())
+        adversary_recorded = frozenset(_key(c.delta_hash) for c in net.ledger().contributions(node=silent.address))
+        holds, refused = {}, {}
+        for peer in net.peers:
+            st = state(peer)
+            own = {e.delta_hash for e in st.journal if e.status == "recorded"}
+            holds[peer.name] = frozenset(set(st.merged) | own)
+            refused[peer.name] = {h: r for h, r in st.refused.items() if h in chain}
+        return Run(
+            name=name,
+            accuracy={p.name: _final_accuracy(p) for p in net.peers},
+            holds=holds,
+            refused=refused,
+            chain=chain,
+            adversary_recorded=adversary_recorded,
+            adversary={} if adversary is None else adversary.status(),
+            clipped={p.name: status(p).get("clipped_total", 0) for p in net.peers},
+            seconds=time.monotonic() - started,
+        )
+    finally:
+        if adversary is not None:
+            adversary.stop()
+        for peer in net.peers:
+            net.stop_peer(peer)
+
+
+def describe(result: Run) -> str:
+    accuracy = " ".join(f"{a:.3f}" for a in result.accuracy.values())
+    return (f"{result.name}: mean {result.mean:.3f} [{accuracy}] clipped {dict(result.clipped)} "
+            f"chain {len(result.chain)} adversary-recorded {len(result.adversary_recorded)} "
+            f"adversary {result.adversary.get('counts', {})} {result.seconds:.0f}s")
+
+
+# --- the runs -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
+    net = create(tmp_path_factory.mktemp("byzantine") / "net", HOSPITALS, template=TEMPLATE, alpha=0.5, seed=SEED)
+    try:
+        yield net
+    finally:
+        net.stop()
+
+
+@pytest.fixture(scope="module")
+def attack_free(net: LocalNet) -> Run:
+    result = run(net, "attack-free", None)
+    print("\n" + describe(result))
+    return result
+
+
+def assert_agree(result: Run) -> None:
+    """(b): every honest peer holds the same deltas, and refused the same ones."""
+    first, *others = result.holds.values()
+    for name, holds in result.holds.items():
+        assert holds == first, (
+            f"{result.name}: {name} holds {len(holds)} deltas, {next(iter(result.holds))} {len(first)}; "
+            f"differ: {sorted(holds ^ first)[:6]}"
+        )
+    refused = {frozenset(r) for r in result.refused.values()}
+    assert len(refused) == 1, f"{result.name}: peers refused different deltas: {result.refused}"
+    assert first | next(iter(refused)) == result.chain, f"{result.name}: not settled on every recorded delta"
+
+
+ATTACKS = ("max-count", "sign-flip", "noise", "replay", "front-run", "revoked")
+KNOWN_GAP = pytest.mark.xfail(
+    strict=False,
+    reason="issue 10 is open on this: with the default (mean, norm_bound 3) a clipped x10 sign flip "
+    "cost the honest peers 10-13 points (0.827 against 0.951 attack-free, last run), and the boosted "
+    "max-count update cost one peer 5.7 points (0.894); see bench/byzantine.py for the rules compared",
+)
+ACCURACY_CASES = [pytest.param(a, marks=KNOWN_GAP) if a in ("sign-flip", "max-count") else a for a in ATTACKS]
+
+
+@pytest.fixture(scope="module")
+def attacked(net: LocalNet) -> Callable[[str], Run]:
+    """attack -> its run, made once per module whichever test asks first."""
+    runs: dict[str, Run] = {}
+
+    def get(attack: str) -> Run:
+        if attack not in runs:
+            runs[attack] = run(net, attack, attack)
+            print("\n" + describe(runs[attack]))
+        return runs[attack]
+
+    return get
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_honest_peers_agree_and_survive_a_byzantine_member(attacked: Callable[[str], Run], attack: str) -> None:
+    result = attacked(attack)
+    counts = result.adversary.get("counts", {})
+    # the adversary really took part: registered, recorded on chain, announced
+    assert counts.get("recorded", 0) >= 1 and counts.get("announced", 0) >= 1, result.adversary
+    # (c) is checked by run(): a peer that exits fails the wait at once
+    # (b)
+    assert_agree(result)
+    holds = next(iter(result.holds.values()))
+    if attack == "front-run":
+        stolen = frozenset(result.adversary.get("stolen", []))
+        assert not stolen & holds, f"a stolen hash was merged: {sorted(stolen & holds)}"
+        assert result.adversary_recorded - stolen <= holds
+    else:
+        assert result.adversary_recorded <= holds, (
+            f"honest peers did not merge the adversary's recorded deltas: "
+            f"{sorted(result.adversary_recorded - holds)[:4]}; refused {result.refused}"
+        )
+    if attack == "replay":
+        assert counts.get("refused:StaleRound", 0) >= 1, counts  # the contract refused the extra copies
+    if attack == "revoked":
+        assert counts.get("refused:NodeRevoked", 0) >= 1, counts  # it kept trying after its revocation
+
+
+@pytest.mark.parametrize("attack", ACCURACY_CASES)
+def test_honest_accuracy_holds_under_a_byzantine_member(
+    attacked: Callable[[str], Run], attack_free: Run, attack: str
+) -> None:
+    """(a) for every honest peer: the same set of deltas need not give the same model (a
+    rule that leaves updates out, e.g. Krum, depends on what is merged together)."""
+    result = attacked(attack)
+    worst = min(result.accuracy.values())
+    assert worst >= attack_free.mean - ACCURACY_POINTS, (
+        f"{describe(result)}\nattack-free: {describe(attack_free)}"
+    )
+
+
+@pytest.mark.parametrize("attack", ("noise", "sign-flip"))
+def test_without_the_defences_poison_destroys_the_model(net: LocalNet, attack_free: Run, attack: str) -> None:
+    """The test above can fail: the same attack with norm_bound = 0 and mean."""
+    result = run(net, f"{attack}-defences-off", attack, DEFENCES_OFF)
+    print("\n" + describe(result))
+    assert result.mean <= attack_free.mean - POISON_DROP, f"{describe(result)}\nattack-free: {describe(attack_free)}"
