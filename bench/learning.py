@@ -153,7 +153,7 @@ def real_overhead(args: argparse.Namespace, workdir: Path, local_steps: int) -> 
                  seed=args.seed, step=lambda m: print("  " + m, flush=True))
     try:
         net.start_all()
-        net.wait(lambda: all((p.status() or {}).get("finished") for p in net.peers), timeout=1800)
+        net.wait(lambda: all((s := p.status()) is not None and s.finished for p in net.peers), timeout=1800)
         per_peer = {}
         for peer in net.peers:
             history = [h for h in peer.store.load_state().history if not h.get("late_merge")]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,11 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+
+from node.config import NodeConfig
+
+_DEFAULT = {f.name: f.default for f in fields(NodeConfig)}
+"""the node's defaults (read off the dataclass: building one would import torch)."""
 
 console = Console()
 
@@ -30,8 +35,8 @@ def demo(
     rounds: int = typer.Option(30, "--rounds", min=2, help="Gossip rounds each peer runs."),
     local_steps: int = typer.Option(10, "--local-steps", min=1, help="Local SGD steps per round."),
     fan_out: int = typer.Option(3, "--fan-out", min=0, help="Peers' deltas merged per round (3 = all others of 4)."),
-    merge: str = typer.Option("mean", "--merge", help="mean | median | trimmed-mean | krum"),
-    codec: str = typer.Option("fp32", "--codec", help="fp32 | fp16 | int8 | topk"),
+    merge: str = typer.Option(_DEFAULT["merge"], "--merge", help="Merge rule (the rules: `medgossip node start --help`)."),
+    codec: str = typer.Option(_DEFAULT["codec"], "--codec", help="Delta codec (the codecs: `medgossip node start --help`)."),
     alpha: float = typer.Option(0.5, "--alpha", help="Dirichlet alpha of the non-IID split (smaller: more skewed)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the corpus and the peers."),
     workdir: Path = typer.Option(Path("run/demo"), "--workdir", help="Scratch folder (wiped if an earlier demo made it)."),
@@ -96,8 +101,8 @@ def _run_rounds(net: Any, rounds: int, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     with Live(_table(net, withdrawal), console=console, refresh_per_second=2) as live:
         while True:
-            statuses = [p.status() or {} for p in net.peers]
-            rounds_done = [s.get("round", 0) for s in statuses]
+            statuses = [p.status() for p in net.peers]
+            rounds_done = [s.round if s else 0 for s in statuses]
             if not withdrawal and min(rounds_done) >= rounds // 2:
                 row = LinkageTable.load(net.peers[0].config.data_dir).rows[0]
                 ledger = net.ledger(net.devnet.relayer_key)
@@ -117,11 +122,11 @@ def _run_rounds(net: Any, rounds: int, timeout: float) -> dict[str, Any]:
                 )
             if withdrawal:
                 for peer, status in zip(net.peers, statuses):
-                    if status.get("withdrawals_applied", 0) and peer.name not in withdrawal["applied"]:
-                        withdrawal["applied"][peer.name] = status.get("round", 0)
-                        live.console.log(f"{peer.name} applied the withdrawal at round {status.get('round')}")
+                    if status and status.withdrawals_applied and peer.name not in withdrawal["applied"]:
+                        withdrawal["applied"][peer.name] = status.round
+                        live.console.log(f"{peer.name} applied the withdrawal at round {status.round}")
             live.update(_table(net, withdrawal))
-            if all(s.get("finished") for s in statuses):
+            if all(s and s.finished for s in statuses):
                 # Finished peers keep merging the others' last deltas: wait for that.
                 live.console.log("all rounds done; peers merge each other's last deltas")
                 net.wait(net.everyone_merged_everything, timeout=60)
@@ -137,18 +142,20 @@ def _table(net: Any, withdrawal: dict[str, Any]) -> Table:
     for col in ("peer", "round", "acc (local)", "acc (test)", "merged", "peers", "MB sent", "queued", "withdrawal"):
         table.add_column(col, justify="right")
     for peer in net.peers:
-        s = peer.status() or {}
-        eval_acc = s.get("eval_accuracy")
+        s = peer.status()
+        if s is None:
+            table.add_row(peer.name, "starting", *["-"] * 7)
+            continue
         table.add_row(
             peer.name,
-            f"{s.get('round', 0)}/{s.get('rounds_target', '?')}",
-            f"{s.get('accuracy', 0):.3f}",
-            "-" if eval_acc is None else f"{eval_acc:.3f}",
-            str(s.get("merged_total", 0)),
-            str(s.get("peers", 0)),
-            f"{s.get('bytes_sent', 0) / 1e6:.1f}",
-            str(s.get("queued_records", 0)),
-            "applied" if s.get("withdrawals_applied") else ("pending" if withdrawal else "-"),
+            f"{s.round}/{s.rounds_target or '?'}",
+            f"{s.accuracy:.3f}",
+            "-" if s.eval_accuracy is None else f"{s.eval_accuracy:.3f}",
+            str(s.merged_total),
+            str(s.peers),
+            f"{s.bytes_sent / 1e6:.1f}",
+            str(s.queued_records),
+            "applied" if s.withdrawals_applied else ("pending" if withdrawal else "-"),
         )
     return table
 
@@ -171,14 +178,14 @@ def _results(net: Any, template: Any, rounds: int, withdrawal: dict[str, Any]) -
     per_peer = {}
     for peer in net.peers:
         state = peer.store.load_state()
-        status = peer.status() or {}
+        status = peer.status()
         per_peer[peer.name] = {
             "curve": [h["eval_accuracy"] for h in state.history if not h.get("late_merge")],
             "final_accuracy": state.history[-1]["eval_accuracy"] if state.history else None,
-            "bytes_sent": status.get("bytes_sent", 0),
+            "bytes_sent": status.bytes_sent if status else 0,
             "contributions": len(state.journal),
-            "merged": status.get("merged_total", 0),
-            "dropped": status.get("dropped", {}),
+            "merged": status.merged_total if status else 0,
+            "dropped": status.dropped if status else {},
         }
     gossip_curve = [
         sum(p["curve"][r] for p in per_peer.values()) / len(per_peer)

@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from contracts.ledger import AuditLedger
 from devnet import DevnetInfo, free_port, start_devnet, stop_devnet
@@ -62,13 +61,12 @@ class PeerHandle:
     def store(self) -> CheckpointStore:
         return CheckpointStore(self.config.checkpoint_dir)
 
-    def status(self) -> dict[str, Any] | None:
-        """The peer's status.json (PeerStatus keys), None before its first write."""
+    def status(self) -> PeerStatus | None:
+        """The peer's status.json, None before its first write."""
         try:
-            status = PeerStatus.load(self.config.checkpoint_dir)
+            return PeerStatus.load(self.config.checkpoint_dir)
         except PeerError:  # unreadable: report "no status yet" rather than stop the caller
             return None
-        return None if status is None else status.to_json()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

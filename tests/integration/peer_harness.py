@@ -32,7 +32,9 @@ def logs(peers: Iterable[PeerHandle], lines: int = LOG_LINES) -> str:
 
 
 def status(peer: PeerHandle) -> dict[str, Any]:
-    return peer.status() or {}
+    """The peer's PeerStatus as its JSON fields ({} before its first write), for assertions."""
+    current = peer.status()
+    return {} if current is None else current.to_json()
 
 
 def state(peer: PeerHandle) -> NodeState:
