@@ -20,8 +20,8 @@ failure belongs to, and each adversary is one node of five). Per attack:
       node's too), except a stolen (front-run) hash, which every peer refuses;
   (c) no honest peer process exited.
 
-And the test can fail: with the defences off (norm_bound = 0, merge = mean), noise and
-sign flip move the honest accuracy down by at least POISON_DROP.
+And the test can fail: with the defences off (norm_bound = 0, merge = mean), noise moves
+the honest accuracy down by at least POISON_DROP.
 
 Measured (2 shared cores, ~5 min for the file, ~25 s a run): attack-free with merge =
 mean, norm_bound = 3, four runs: mean accuracy 0.964-0.978 (peers of one run within
@@ -283,9 +283,14 @@ def test_honest_accuracy_holds_under_a_byzantine_member(
     )
 
 
-@pytest.mark.parametrize("attack", ("noise", "sign-flip"))
+@pytest.mark.parametrize("attack", ("noise",))
 def test_without_the_defences_poison_destroys_the_model(net: LocalNet, attack_free: Run, attack: str) -> None:
-    """The test above can fail: the same attack with norm_bound = 0 and mean."""
+    """The test above can fail: the same attack with norm_bound = 0 and mean.
+
+    Noise (300x an honest norm) took the honest peers to 0.12 in every run. A x10 sign
+    flip without the defences cost 28 points once (0.669 against 0.951) and 16 points in
+    a clean-clone run (0.757 against 0.913): real, but not reliably over POISON_DROP, so
+    it is not asserted here."""
     result = run(net, f"{attack}-defences-off", attack, DEFENCES_OFF)
     print("\n" + describe(result))
     assert result.mean <= attack_free.mean - POISON_DROP, f"{describe(result)}\nattack-free: {describe(attack_free)}"
