@@ -13,7 +13,7 @@ DEMO_ARGS ?=
 help:
 	@echo "make demo    install what is missing, then run the 4-peer demo on a local devnet"
 	@echo "make test    install what is missing, then run the whole test suite"
-	@echo "make test-fast  the same without the multi-process scenarios (marked slow): under a minute"
+	@echo "make test-fast  the same without the multi-process and multi-host scenarios (marked slow): about a minute"
 	@echo "make bench   run the benchmarks (figures in bench/results/)"
 	@echo "make install just install (venv + npm tools)"
 

@@ -21,6 +21,7 @@ from .gossip_helpers import (
 )
 
 
+@pytest.mark.slow  # a multi-host network scenario
 async def test_five_hosts_announce_transfer_and_catch_a_liar() -> None:
     async with networks(5) as nets, trio.open_nursery() as nursery:
         inboxes: list[list] = [[] for _ in nets]
@@ -168,6 +169,7 @@ async def test_plaintext_only_dialer_is_refused() -> None:
         assert target.connected_peers() == []
 
 
+@pytest.mark.slow  # a multi-host network scenario
 async def test_a_host_started_before_its_bootstrap_peer_connects_when_it_comes_up() -> None:
     """Hospitals start their nodes in any order: the first dial fails, a later one must not.
 
@@ -201,6 +203,7 @@ async def test_a_host_started_before_its_bootstrap_peer_connects_when_it_comes_u
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.slow  # waits for mDNS discovery rounds (~11 s)
 async def test_mdns_finds_a_peer_on_the_local_network_without_bootstrap() -> None:
     configs = [GossipConfig(generate_secret(), "mdns-test", enable_mdns=True) for _ in range(2)]
     async with GossipNetwork(configs[0]) as first, GossipNetwork(configs[1]) as second:

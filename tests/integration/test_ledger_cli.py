@@ -20,6 +20,8 @@ from devnet import DevnetInfo, free_port, stop_devnet
 from contracts.errors import SampleCountOverCap
 from tests.cli_helpers import call, one_clear_line, run
 
+pytestmark = pytest.mark.slow  # anvil and the CLI as separate processes
+
 DEV_CAP = 200
 
 
