@@ -14,7 +14,7 @@ import torch
 
 from node.codec import decode_delta
 from node.errors import EncodingError
-from node.learner import Learner, LearnerSettings, Network, PeerPayload
+from node.learner import Contribution, Learner, LearnerSettings, Network, PeerPayload
 from node.merkle import merkle_root
 from tests.node.learning_data import digits_image_set
 
@@ -107,12 +107,17 @@ def poisoned(learner: Learner, honest: PeerPayload, factor: float, name: str = "
     return PeerPayload(name, encoded.delta_hash, encoded.payload, honest.sample_count, AUTHOR, 1)
 
 
-def test_an_update_far_over_recent_norms_is_clipped_so_one_peer_cannot_take_over() -> None:
+def honest_and_victim(settings: LearnerSettings = SETTINGS) -> tuple[PeerPayload, Learner, Contribution]:
+    """An honest peer's payload, and a learner that trained its own round 1 (not merged)."""
     images = digits_image_set(300)
     honest = payload_of(Learner(replace(SETTINGS, seed=1), images), "h")
-    victim = Learner(SETTINGS, images)
+    victim = Learner(settings, images)
     victim.author = AUTHOR
-    own = victim.train_round(1, frozenset())
+    return honest, victim, victim.train_round(1, frozenset())
+
+
+def test_an_update_far_over_recent_norms_is_clipped_so_one_peer_cannot_take_over() -> None:
+    honest, victim, own = honest_and_victim()
     start = victim.base_state
     attack = poisoned(victim, honest, factor=100.0)
 
@@ -125,11 +130,7 @@ def test_an_update_far_over_recent_norms_is_clipped_so_one_peer_cannot_take_over
 
 
 def test_a_header_that_does_not_match_the_chain_record_is_rejected() -> None:
-    images = digits_image_set(300)
-    honest = payload_of(Learner(replace(SETTINGS, seed=1), images), "h")
-    victim = Learner(SETTINGS, images)
-    victim.author = AUTHOR
-    own = victim.train_round(1, frozenset())
+    honest, victim, own = honest_and_victim()
     other = "0x" + "ab" * 20
     wrong_author = replace(honest, author=other, round=1)
     wrong_round = replace(honest, author=AUTHOR, round=2)
@@ -141,11 +142,7 @@ def test_a_header_that_does_not_match_the_chain_record_is_rejected() -> None:
 
 
 def test_robust_rules_take_a_step_by_update_count_never_by_declared_counts() -> None:
-    images = digits_image_set(300)
-    honest = payload_of(Learner(replace(SETTINGS, seed=1), images), "h")
-    learner = Learner(replace(SETTINGS, merge="median"), images)
-    learner.author = AUTHOR
-    own = learner.train_round(1, frozenset())
+    honest, learner, own = honest_and_victim(replace(SETTINGS, merge="median"))
     greedy = replace(honest, sample_count=10**6)
 
     outcome = learner.merge(own.sample_count, [greedy], Network(nodes=4, mean_samples=48.0))
