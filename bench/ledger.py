@@ -8,7 +8,8 @@ contributions, and the latency of the audit query "contributions of one node" am
     .venv/bin/python bench/ledger.py --gas-only     # gas per operation only, a few seconds
 
 Each node records rounds 1, 2, 3... (the contract takes one contribution per round,
-rounds strictly increasing per node) with sample counts within its cap.
+rounds strictly increasing per node) with sample counts within its cap and epsilons
+within its privacy budget (every record spends some, so the budget check is measured).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ BASE = keccak(b"bench-base")
 ROOT = keccak(b"bench-root")
 WINDOW = 200
 SAMPLE_CAP = 1_024
+EPSILON_BUDGET = 100_000.0
+"""Large enough for every record of a full run (10,000 records spend about 45)."""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -124,11 +127,13 @@ def measure_gas(rpc_url: str, node_count: int) -> tuple[dict[str, int], AuditLed
     nodes: list[AuditLedger] = []
     for index, key in enumerate(keys):
         send_ether(rpc_url, ANVIL_FUNDER_KEY, account_address(key), 100 * 10**18)
-        registered = admin.register_node(account_address(key), b"\x00\x25bench-" + bytes([index]), SAMPLE_CAP)
+        registered = admin.register_node(account_address(key), b"\x00\x25bench-" + bytes([index]), SAMPLE_CAP,
+                                         epsilon_budget=EPSILON_BUDGET)
         gas.setdefault("registerNode", registered.gas_used)
         nodes.append(AuditLedger(rpc_url, admin.address, key))
     next_round = [1] * len(nodes)
     gas["setSampleCap"] = admin.set_sample_cap(nodes[0].account or "", 2 * SAMPLE_CAP).gas_used
+    gas["setPrivacyBudget"] = admin.set_privacy_budget(nodes[0].account or "", 2 * EPSILON_BUDGET).gas_used
     gas["setGenesisModel"] = admin.set_genesis_model(keccak(b"genesis")).gas_used
     gas["recordContribution"] = nodes[0].record_contribution(
         keccak(b"first"), BASE, 1, 128, ROOT, 0.5).gas_used

@@ -9,12 +9,16 @@ pragma solidity 0.8.37;
 /// - one 32-byte slot per contribution (author, round, sample count), keyed by the
 ///   delta hash; the rest of a contribution (base model, data root, epsilon) is in the
 ///   `ContributionRecorded` event only;
-/// - one flag per withdrawn subject commitment;
-/// - one slot per node (status, sample cap, last round, revocation block), plus its
-///   peer ID.
+/// - per subject commitment, one flag for a withdrawal by token (it binds every node)
+///   and one per node for a withdrawal by that node as custodian (it binds that node
+///   only: a node cannot withdraw, nor block the withdrawal of, another hospital's
+///   patients);
+/// - one slot per node (status, sample cap, last round, revocation block, privacy
+///   budget and epsilon spent), plus its peer ID.
 ///
 /// What a registered node can record is bounded here, on chain: one contribution per
 /// round with rounds strictly increasing per node, a sample count within the cap the
+/// admin set for it, a cumulative differential-privacy epsilon within the budget the
 /// admin set for it, and nothing once revoked. Since a revoked node cannot record,
 /// every record on chain was made before its author's revocation: a delta is valid
 /// if and only if it is recorded. Every peer, and every late joiner, decides validity
@@ -28,13 +32,17 @@ contract AuditLedger {
         Revoked
     }
 
-    /// @dev The first four fields pack into one storage slot (8 + 32 + 64 + 64 bits),
-    /// read and written once by `recordContribution`; `peerId` takes its own slots.
+    /// @dev The first six fields pack into one storage slot (8 + 32 + 64 + 64 + 40 + 40
+    /// = 248 bits), read and written once by `recordContribution`; `peerId` takes its
+    /// own slots. Epsilons are in micro-epsilon (epsilon times 1e6): uint40 holds over
+    /// a million epsilon, far beyond any meaningful budget.
     struct Node {
         NodeStatus status;
         uint32 sampleCap;
         uint64 lastRound;
         uint64 revokedAtBlock;
+        uint40 epsilonBudgetMicros;
+        uint40 epsilonSpentMicros;
         bytes peerId;
     }
 
@@ -49,7 +57,8 @@ contract AuditLedger {
     bytes32 private _genesisModel;
     mapping(address node => Node) private _nodes;
     mapping(bytes32 deltaHash => Contribution) private _contributions;
-    mapping(bytes32 subjectCommitment => bool) private _withdrawn;
+    mapping(bytes32 subjectCommitment => bool) private _withdrawnByToken;
+    mapping(bytes32 subjectCommitment => mapping(address node => bool)) private _withdrawnByNode;
 
     /// @notice The caller is not the consortium admin.
     error AuditLedgerNotAdmin(address caller);
@@ -67,7 +76,7 @@ contract AuditLedger {
     error AuditLedgerZeroHash();
     /// @notice This delta hash was already recorded.
     error AuditLedgerDuplicateContribution(bytes32 deltaHash);
-    /// @notice This subject commitment was already withdrawn.
+    /// @notice This subject commitment was already withdrawn by token, or by this sender.
     error AuditLedgerAlreadyWithdrawn(bytes32 subjectCommitment);
     /// @notice The genesis model can be set only once.
     error AuditLedgerGenesisAlreadySet(bytes32 modelHash);
@@ -78,11 +87,19 @@ contract AuditLedger {
     error AuditLedgerStaleRound(address node, uint64 round, uint64 lastRound);
     /// @notice `sampleCount` is above the cap the admin set for `node`.
     error AuditLedgerSampleCountOverCap(address node, uint32 sampleCount, uint32 sampleCap);
+    /// @notice Recording `epsilonMicros` on top of the `spentMicros` that `node` already
+    /// recorded would exceed the privacy budget (`budgetMicros`) the admin set for it.
+    error AuditLedgerPrivacyBudgetExceeded(
+        address node, uint64 spentMicros, uint64 epsilonMicros, uint64 budgetMicros
+    );
 
     /// @notice A node was registered with its libp2p peer ID.
     event NodeRegistered(address indexed node, bytes peerId);
     /// @notice A node's sample cap was set, at registration or changed since.
     event SampleCapSet(address indexed node, uint32 sampleCap);
+    /// @notice A node's differential-privacy budget (micro-epsilon) was set, at
+    /// registration or changed since.
+    event PrivacyBudgetSet(address indexed node, uint40 epsilonBudgetMicros);
     /// @notice A node was revoked; it can no longer record or withdraw. The block of
     /// this event is the node's `revokedAtBlock`.
     event NodeRevoked(address indexed node);
@@ -117,16 +134,24 @@ contract AuditLedger {
         _admin = msg.sender;
     }
 
-    /// @notice Registers a hospital node with its sample cap.
+    /// @notice Registers a hospital node with its sample cap and privacy budget.
     /// @param node The node's Ethereum address (derived from the same secp256k1 key
     /// as its peer ID).
     /// @param peerId The node's libp2p peer ID as raw multihash bytes.
     /// @param sampleCap The most samples one contribution of the node may declare: the
     /// agreed size of that hospital's contribution.
+    /// @param epsilonBudgetMicros The most differential-privacy epsilon (times 1e6) the
+    /// node may spend over all its contributions; 0 allows only epsilon-0 records (a
+    /// node that trains without DP).
     /// @dev Requirements: caller is the admin; `node` is non-zero and was never
     /// registered; `peerId` is non-empty; `sampleCap` is non-zero.
-    /// Emits {NodeRegistered}, then {SampleCapSet}.
-    function registerNode(address node, bytes calldata peerId, uint32 sampleCap) external onlyAdmin {
+    /// Emits {NodeRegistered}, then {SampleCapSet}, then {PrivacyBudgetSet}.
+    function registerNode(
+        address node,
+        bytes calldata peerId,
+        uint32 sampleCap,
+        uint40 epsilonBudgetMicros
+    ) external onlyAdmin {
         if (node == address(0)) revert AuditLedgerZeroAddress();
         if (peerId.length == 0) revert AuditLedgerEmptyPeerId();
         if (sampleCap == 0) revert AuditLedgerZeroSampleCap();
@@ -134,9 +159,11 @@ contract AuditLedger {
         if (entry.status != NodeStatus.None) revert AuditLedgerAlreadyRegistered(node);
         entry.status = NodeStatus.Active;
         entry.sampleCap = sampleCap;
+        entry.epsilonBudgetMicros = epsilonBudgetMicros;
         entry.peerId = peerId;
         emit NodeRegistered(node, peerId);
         emit SampleCapSet(node, sampleCap);
+        emit PrivacyBudgetSet(node, epsilonBudgetMicros);
     }
 
     /// @notice Changes an active node's sample cap; it bounds the node's future
@@ -149,6 +176,19 @@ contract AuditLedger {
         _requireActive(node, entry.status);
         entry.sampleCap = sampleCap;
         emit SampleCapSet(node, sampleCap);
+    }
+
+    /// @notice Changes an active node's privacy budget (micro-epsilon); it bounds the
+    /// node's future contributions only. It may be set below what the node has spent
+    /// already: that stops the node's further DP records (epsilon above 0) and
+    /// leaves its past records and its spent total as they are.
+    /// @dev Requirements: caller is the admin; `node` is active.
+    /// Emits {PrivacyBudgetSet}.
+    function setPrivacyBudget(address node, uint40 epsilonBudgetMicros) external onlyAdmin {
+        Node storage entry = _nodes[node];
+        _requireActive(node, entry.status);
+        entry.epsilonBudgetMicros = epsilonBudgetMicros;
+        emit PrivacyBudgetSet(node, epsilonBudgetMicros);
     }
 
     /// @notice Revokes a node for good: it can no longer record contributions or
@@ -175,19 +215,24 @@ contract AuditLedger {
     }
 
     /// @notice Records one contribution of the calling node: at most one per round,
-    /// rounds strictly increasing (the first is 1), within the node's sample cap.
-    /// Only an active node records, so a recorded delta is valid: it was recorded
-    /// before any revocation of its author.
+    /// rounds strictly increasing (the first is 1), within the node's sample cap and
+    /// privacy budget. Only an active node records, so a recorded delta is valid: it
+    /// was recorded before any revocation of its author.
+    /// The node's epsilon spent grows by `epsilonMicros`: it is the sum of the
+    /// epsilons of all its records, so a node that records each round's increase of
+    /// its accountant's total has its total on chain.
     /// @param deltaHash keccak256 of the canonical delta payload bytes.
     /// @param baseModelHash Hash of the model the delta applies to.
     /// @param round The node's local round; above every round it recorded before.
     /// @param sampleCount Number of training samples behind the delta; at most the
     /// node's sample cap.
     /// @param dataRoot Merkle root of the subject commitments used.
-    /// @param epsilonMicros Differential-privacy epsilon spent, times 1e6.
+    /// @param epsilonMicros Differential-privacy epsilon this contribution spent,
+    /// times 1e6 (0: trained without DP, or spent nothing).
     /// @dev Requirements: caller is an active node; `deltaHash` is non-zero and not
     /// recorded yet; `round` is above the caller's last round; `sampleCount` is at
-    /// most the caller's sample cap. Emits {ContributionRecorded}.
+    /// most the caller's sample cap; `epsilonMicros` is 0, or the caller's epsilon
+    /// spent plus `epsilonMicros` is at most its budget. Emits {ContributionRecorded}.
     function recordContribution(
         bytes32 deltaHash,
         bytes32 baseModelHash,
@@ -197,40 +242,68 @@ contract AuditLedger {
         uint64 epsilonMicros
     ) external {
         Node storage author = _nodes[msg.sender];
-        (NodeStatus status, uint64 lastRound, uint32 sampleCap) =
-            (author.status, author.lastRound, author.sampleCap);
+        (NodeStatus status, uint64 lastRound, uint32 sampleCap, uint40 budget, uint40 spent) = (
+            author.status,
+            author.lastRound,
+            author.sampleCap,
+            author.epsilonBudgetMicros,
+            author.epsilonSpentMicros
+        );
         _requireActive(msg.sender, status);
         if (deltaHash == bytes32(0)) revert AuditLedgerZeroHash();
         if (round <= lastRound) revert AuditLedgerStaleRound(msg.sender, round, lastRound);
         if (sampleCount > sampleCap) {
             revert AuditLedgerSampleCountOverCap(msg.sender, sampleCount, sampleCap);
         }
+        if (epsilonMicros != 0) {
+            // In uint256: spent (< 2**40) + epsilonMicros (< 2**64) cannot overflow, and
+            // the sum fits uint40 once it is known to be within the uint40 budget.
+            uint256 total = uint256(spent) + epsilonMicros;
+            if (total > budget) {
+                revert AuditLedgerPrivacyBudgetExceeded(msg.sender, spent, epsilonMicros, budget);
+            }
+            spent = uint40(total);
+        }
         Contribution storage entry = _contributions[deltaHash];
         if (entry.author != address(0)) revert AuditLedgerDuplicateContribution(deltaHash);
         author.lastRound = round;
+        author.epsilonSpentMicros = spent;
         _contributions[deltaHash] = Contribution(msg.sender, round, sampleCount);
         emit ContributionRecorded(
             deltaHash, msg.sender, round, baseModelHash, sampleCount, dataRoot, epsilonMicros
         );
     }
 
-    /// @notice Withdraws a data subject's consent, as the custodian node.
+    /// @notice Withdraws a data subject's consent, as the custodian node. It binds the
+    /// calling node only (peers obey a withdrawal by token, or their own): so another
+    /// node's withdrawal by commitment can neither withdraw nor block the withdrawal of
+    /// a hospital's patient.
     /// @param subjectCommitment keccak256 of the subject's consent token.
-    /// @dev Requirements: caller is an active node; `subjectCommitment` is non-zero
-    /// and not withdrawn yet. Emits {ConsentWithdrawn} with `byToken = false`.
+    /// @dev Requirements: caller is an active node; `subjectCommitment` is non-zero and
+    /// not withdrawn by token nor by the caller yet. Emits {ConsentWithdrawn} with
+    /// `byToken = false`.
     function withdrawConsent(bytes32 subjectCommitment) external onlyActiveNode {
         if (subjectCommitment == bytes32(0)) revert AuditLedgerZeroHash();
-        _withdraw(subjectCommitment, false);
+        mapping(address => bool) storage byNode = _withdrawnByNode[subjectCommitment];
+        if (_withdrawnByToken[subjectCommitment] || byNode[msg.sender]) {
+            revert AuditLedgerAlreadyWithdrawn(subjectCommitment);
+        }
+        byNode[msg.sender] = true;
+        emit ConsentWithdrawn(subjectCommitment, msg.sender, false);
     }
 
     /// @notice Withdraws a data subject's consent by revealing the subject's consent
     /// token; anyone holding the token may send (or relay) this.
     /// @param token The 32-byte consent token; its keccak256 is the subject commitment.
-    /// @dev Requirements: `token` is non-zero; the commitment is not withdrawn yet.
-    /// Emits {ConsentWithdrawn} with `byToken = true`.
+    /// It binds every node, whichever node withdrew the commitment before.
+    /// @dev Requirements: `token` is non-zero; the commitment is not withdrawn by token
+    /// yet. Emits {ConsentWithdrawn} with `byToken = true`.
     function withdrawConsentWithToken(bytes32 token) external {
         if (token == bytes32(0)) revert AuditLedgerZeroHash();
-        _withdraw(keccak256(abi.encodePacked(token)), true);
+        bytes32 subjectCommitment = keccak256(abi.encodePacked(token));
+        if (_withdrawnByToken[subjectCommitment]) revert AuditLedgerAlreadyWithdrawn(subjectCommitment);
+        _withdrawnByToken[subjectCommitment] = true;
+        emit ConsentWithdrawn(subjectCommitment, msg.sender, true);
     }
 
     /// @notice The consortium admin.
@@ -245,7 +318,9 @@ contract AuditLedger {
 
     /// @notice What the ledger knows of `node`: whether it is active, its peer ID
     /// (empty if never registered; kept after revocation), its sample cap, the last
-    /// round it recorded (0: none yet) and the block of its revocation (0: not revoked).
+    /// round it recorded (0: none yet), the block of its revocation (0: not revoked),
+    /// its privacy budget and the epsilon it has spent (both micro-epsilon; spent may
+    /// be above the budget only if the admin lowered the budget since).
     function nodeInfo(address node)
         external
         view
@@ -254,7 +329,9 @@ contract AuditLedger {
             bytes memory peerId,
             uint32 sampleCap,
             uint64 lastRound,
-            uint64 revokedAtBlock
+            uint64 revokedAtBlock,
+            uint40 epsilonBudgetMicros,
+            uint40 epsilonSpentMicros
         )
     {
         Node storage entry = _nodes[node];
@@ -263,7 +340,9 @@ contract AuditLedger {
             entry.peerId,
             entry.sampleCap,
             entry.lastRound,
-            entry.revokedAtBlock
+            entry.revokedAtBlock,
+            entry.epsilonBudgetMicros,
+            entry.epsilonSpentMicros
         );
     }
 
@@ -278,9 +357,15 @@ contract AuditLedger {
         return (entry.author, entry.round, entry.sampleCount);
     }
 
-    /// @notice Whether the subject's consent was withdrawn.
+    /// @notice Whether the subject's consent was withdrawn by token (binding every node).
     function isWithdrawn(bytes32 subjectCommitment) external view returns (bool) {
-        return _withdrawn[subjectCommitment];
+        return _withdrawnByToken[subjectCommitment];
+    }
+
+    /// @notice Whether the subject's consent binds `node`: withdrawn by token, or by
+    /// `node` itself as custodian.
+    function isWithdrawnFor(bytes32 subjectCommitment, address node) external view returns (bool) {
+        return _withdrawnByToken[subjectCommitment] || _withdrawnByNode[subjectCommitment][node];
     }
 
     /// @dev Reverts unless `status` (of `node`) is Active, naming why.
@@ -289,11 +374,5 @@ contract AuditLedger {
             if (status == NodeStatus.Revoked) revert AuditLedgerNodeRevoked(node);
             revert AuditLedgerNotRegistered(node);
         }
-    }
-
-    function _withdraw(bytes32 subjectCommitment, bool byToken) private {
-        if (_withdrawn[subjectCommitment]) revert AuditLedgerAlreadyWithdrawn(subjectCommitment);
-        _withdrawn[subjectCommitment] = true;
-        emit ConsentWithdrawn(subjectCommitment, msg.sender, byToken);
     }
 }

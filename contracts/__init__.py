@@ -12,6 +12,7 @@
                            custom errors: a new Solidity error is one line there)
     _connect.py            HTTP connection, ABI-derived interface, keys, ether transfers
     records.py             frozen records the binding returns; parse_bytes32
+    units.py               epsilon units and the default privacy budget (no heavy imports)
     errors.py              LedgerError hierarchy (every backend's revert translated once)
 
 Import `contracts.ledger` explicitly: importing this package stays cheap.

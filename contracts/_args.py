@@ -14,16 +14,20 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
 
 from contracts.errors import InvalidInput
+from contracts.units import DEFAULT_EPSILON_BUDGET, EPSILON_SCALE
 
 __all__ = [
+    "DEFAULT_EPSILON_BUDGET",
     "EPSILON_SCALE",
     "MAX_PEER_ID_BYTES",
     "UINT32_MAX",
+    "UINT40_MAX",
     "UINT64_MAX",
     "UINT256_MAX",
     "ZERO32",
     "account",
     "address",
+    "epsilon_budget_to_micros",
     "epsilon_to_micros",
     "hash32",
     "micros_to_epsilon",
@@ -34,10 +38,8 @@ __all__ = [
     "uint",
 ]
 
-EPSILON_SCALE = 1_000_000
-"""Epsilon travels on chain as an integer number of micro-epsilons."""
-
 UINT32_MAX = 2**32 - 1
+UINT40_MAX = 2**40 - 1
 UINT64_MAX = 2**64 - 1
 UINT256_MAX = 2**256 - 1
 MAX_PEER_ID_BYTES = 128
@@ -128,14 +130,24 @@ def account(private_key: object) -> LocalAccount:
         raise InvalidInput("private key is not a valid secp256k1 secret") from exc
 
 
-def epsilon_to_micros(epsilon: float) -> int:
-    """Float epsilon -> the uint64 micro-epsilon the contract stores (rounded)."""
-    if not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) or epsilon < 0:
-        raise InvalidInput(f"epsilon_spent must be a finite number >= 0, got {epsilon!r}")
+def epsilon_to_micros(epsilon: float, what: str = "epsilon_spent", bits_max: int = UINT64_MAX) -> int:
+    """Float epsilon -> the micro-epsilon integer the contract takes, rounded to the
+    nearest; the one conversion every epsilon (spent or budget) goes through."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) \
+            or not math.isfinite(epsilon) or epsilon < 0:
+        raise InvalidInput(f"{what} must be a finite number >= 0, got {epsilon!r}")
     micros = round(epsilon * EPSILON_SCALE)
-    if micros > UINT64_MAX:
-        raise InvalidInput(f"epsilon_spent {epsilon} is too large for uint64 micro-epsilon")
+    if micros > bits_max:
+        raise InvalidInput(
+            f"{what} {epsilon} is too large: at most {micros_to_epsilon(bits_max)} "
+            f"({bits_max} micro-epsilon)"
+        )
     return micros
+
+
+def epsilon_budget_to_micros(epsilon: float) -> int:
+    """A privacy budget -> the uint40 micro-epsilon the contract stores per node."""
+    return epsilon_to_micros(epsilon, "epsilon_budget", UINT40_MAX)
 
 
 def micros_to_epsilon(micros: int) -> float:

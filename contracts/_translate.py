@@ -38,6 +38,7 @@ from contracts.errors import (
     NodeRevoked,
     NotAdmin,
     NotRegistered,
+    PrivacyBudgetExceeded,
     RejectedArgument,
     SampleCountOverCap,
     StaleRound,
@@ -63,6 +64,10 @@ CUSTOM_ERRORS: Mapping[str, tuple[type[ContractRejected], str]] = {
     "AuditLedgerZeroSampleCap": (RejectedArgument, "the contract rejected a zero sample cap"),
     "AuditLedgerStaleRound": (StaleRound, "node {0} cannot record round {1}: its last round is {2}"),
     "AuditLedgerSampleCountOverCap": (SampleCountOverCap, "node {0} declared {1} samples, above its cap of {2}"),
+    "AuditLedgerPrivacyBudgetExceeded": (
+        PrivacyBudgetExceeded,
+        "node {0} cannot spend {2} more micro-epsilon: it has spent {1} of its budget of {3}",
+    ),
 }
 
 

@@ -24,12 +24,15 @@ lowest package); the whole project tree is drawn in `node/errors.py`.
             ├── StaleRound            AuditLedgerStaleRound(node, round, lastRound)
             ├── SampleCountOverCap    AuditLedgerSampleCountOverCap(node, sampleCount,
             │                         sampleCap)
+            ├── PrivacyBudgetExceeded AuditLedgerPrivacyBudgetExceeded(node, spentMicros,
+            │                         epsilonMicros, budgetMicros)
             └── RejectedArgument      AuditLedgerZeroHash / ZeroAddress / EmptyPeerId /
                                       ZeroSampleCap
 """
 
 from __future__ import annotations
 
+from contracts.units import EPSILON_SCALE
 from gossip.errors import MedgossipError
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "NodeRevoked",
     "NotAdmin",
     "NotRegistered",
+    "PrivacyBudgetExceeded",
     "RejectedArgument",
     "SampleCountOverCap",
     "StaleRound",
@@ -149,6 +153,40 @@ class SampleCountOverCap(ContractRejected):
     @property
     def sample_cap(self) -> int:
         return int(self.error_args[2])  # type: ignore[call-overload]
+
+
+class PrivacyBudgetExceeded(ContractRejected):
+    """The record's epsilon, added to what the node already spent, is above the
+    privacy budget the admin set for it. Arguments are micro-epsilon (exact); the
+    float properties are epsilon."""
+
+    @property
+    def node(self) -> str:
+        return str(self.error_args[0])
+
+    @property
+    def spent_micros(self) -> int:
+        return int(self.error_args[1])  # type: ignore[call-overload]
+
+    @property
+    def epsilon_micros(self) -> int:
+        return int(self.error_args[2])  # type: ignore[call-overload]
+
+    @property
+    def budget_micros(self) -> int:
+        return int(self.error_args[3])  # type: ignore[call-overload]
+
+    @property
+    def spent(self) -> float:
+        return self.spent_micros / EPSILON_SCALE
+
+    @property
+    def epsilon(self) -> float:
+        return self.epsilon_micros / EPSILON_SCALE
+
+    @property
+    def budget(self) -> float:
+        return self.budget_micros / EPSILON_SCALE
 
 
 class RejectedArgument(ContractRejected):

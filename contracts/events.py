@@ -33,6 +33,7 @@ from contracts.records import (
     LedgerEvent,
     NodeRegistered,
     NodeRevocation,
+    PrivacyBudgetSet,
     SampleCapSet,
 )
 
@@ -58,12 +59,17 @@ def _contribution_recorded(
     )
 
 
+def _privacy_budget_set(node: str, budget_micros: int, block_number: int, tx_hash: str) -> PrivacyBudgetSet:
+    return PrivacyBudgetSet(node, micros_to_epsilon(budget_micros), budget_micros, block_number, tx_hash)
+
+
 EVENT_RECORDS: Mapping[str, tuple[type[Any], Callable[..., Any]]] = {
     # Solidity event name: (record type, builder(*event args in ABI order, block, tx))
     "ContributionRecorded": (ContributionRecorded, _contribution_recorded),
     "ConsentWithdrawn": (ConsentWithdrawn, ConsentWithdrawn),
     "NodeRegistered": (NodeRegistered, NodeRegistered),
     "SampleCapSet": (SampleCapSet, SampleCapSet),
+    "PrivacyBudgetSet": (PrivacyBudgetSet, _privacy_budget_set),
     "NodeRevoked": (NodeRevocation, NodeRevocation),
     "GenesisModelSet": (GenesisModelSet, GenesisModelSet),
 }

@@ -13,11 +13,16 @@ private parts, each the one place for its concern:
 Functions are encoded and views decoded by web3's Contract API over the committed ABI.
 
     ledger = AuditLedger.deploy("http://127.0.0.1:8545", admin_key)
-    ledger.register_node(address, peer_id, sample_cap=320)
+    ledger.register_node(address, peer_id, sample_cap=320, epsilon_budget=8.0)
     node = AuditLedger(rpc_url, ledger.address, node_key)
     node.record_contribution(delta_hash, base_hash, round=3, sample_count=120,
                              data_root=root, epsilon_spent=0.42)
     node.contributions(node=node.account)
+    node.node_info(node.account).epsilon_remaining
+
+Privacy budget: each node has a lifetime epsilon budget (set by the admin; default
+DEFAULT_EPSILON_BUDGET) and the contract sums the epsilon of its records; a record that
+would go over the budget is refused with `PrivacyBudgetExceeded`.
 """
 
 from __future__ import annotations
@@ -31,7 +36,13 @@ from web3 import Web3
 from web3.contract import Contract
 
 from contracts import _args
-from contracts._args import EPSILON_SCALE, epsilon_to_micros, micros_to_epsilon
+from contracts._args import (
+    DEFAULT_EPSILON_BUDGET,
+    EPSILON_SCALE,
+    epsilon_budget_to_micros,
+    epsilon_to_micros,
+    micros_to_epsilon,
+)
 from contracts._connect import (
     account_address,
     hex_str,
@@ -51,13 +62,16 @@ from contracts.records import (
     ContributionRef,
     NodeInfo,
     NodeRegistered,
+    PrivacyBudgetSet,
     TxResult,
 )
 
 __all__ = [
     "AuditLedger",
+    "DEFAULT_EPSILON_BUDGET",
     "EPSILON_SCALE",
     "account_address",
+    "epsilon_budget_to_micros",
     "epsilon_to_micros",
     "micros_to_epsilon",
     "new_private_key",
@@ -190,17 +204,33 @@ class AuditLedger:
 
     # -------------------------------------------------------------------- admin
 
-    def register_node(self, address: str, peer_id: bytes, sample_cap: int) -> TxResult:
+    def register_node(
+        self,
+        address: str,
+        peer_id: bytes,
+        sample_cap: int,
+        epsilon_budget: float = DEFAULT_EPSILON_BUDGET,
+    ) -> TxResult:
         """Register a node with the most samples one of its contributions may declare
-        (admin only). Emits NodeRegistered, then SampleCapSet (`TxResult.events`)."""
+        and the most epsilon all its contributions may spend (admin only; rounded to
+        micro-epsilon; 0: only records without DP). Emits NodeRegistered, SampleCapSet,
+        then PrivacyBudgetSet (`TxResult.events`)."""
         node = _args.address(address, "node address")
-        args = (node, _args.peer_id(peer_id), _args.sample_cap(sample_cap))
+        args = (node, _args.peer_id(peer_id), _args.sample_cap(sample_cap),
+                epsilon_budget_to_micros(epsilon_budget))
         return self._transact("registerNode", args)
 
     def set_sample_cap(self, address: str, sample_cap: int) -> TxResult:
         """Change an active node's sample cap (admin only). Emits SampleCapSet."""
         node = _args.address(address, "node address")
         return self._transact("setSampleCap", (node, _args.sample_cap(sample_cap)))
+
+    def set_privacy_budget(self, address: str, epsilon_budget: float) -> TxResult:
+        """Change an active node's lifetime epsilon budget (admin only). It may be set
+        below what the node spent: that stops its further DP records. Emits
+        PrivacyBudgetSet."""
+        node = _args.address(address, "node address")
+        return self._transact("setPrivacyBudget", (node, epsilon_budget_to_micros(epsilon_budget)))
 
     def revoke_node(self, address: str) -> TxResult:
         """Revoke a node (admin only). Emits NodeRevoked."""
@@ -225,7 +255,8 @@ class AuditLedger:
 
         The contract takes one contribution per round, rounds strictly increasing per
         node (StaleRound), with `sample_count` at most the node's cap
-        (SampleCountOverCap).
+        (SampleCountOverCap) and `epsilon_spent` (this round's, rounded to
+        micro-epsilon) within what is left of the node's budget (PrivacyBudgetExceeded).
         """
         return self.wait_for(
             self.submit_contribution(
@@ -286,18 +317,26 @@ class AuditLedger:
         return ContributionRef(str(author), int(round_), int(samples))
 
     def is_withdrawn(self, subject: bytes) -> bool:
-        """Whether the subject's consent is withdrawn."""
+        """Whether the subject's consent is withdrawn by token (binding every node)."""
         return bool(self._view("isWithdrawn", _args.hash32(subject, "subject commitment")))
+
+    def is_withdrawn_for(self, subject: bytes, node: str) -> bool:
+        """Whether a withdrawal binds `node`: by token, or by `node` itself as custodian."""
+        return bool(self._view(
+            "isWithdrawnFor", _args.hash32(subject, "subject commitment"), _args.address(node, "node address")
+        ))
 
     def node_info(self, address: str) -> NodeInfo | None:
         """The node registered at `address` (active or revoked), or None if never."""
         node = _args.address(address, "node address")
-        active, peer_id, cap, last_round, revoked_at = self._view("nodeInfo", node)
+        active, peer_id, cap, last_round, revoked_at, budget, spent = self._view("nodeInfo", node)
         if not peer_id:
             return None
         return NodeInfo(
             address=node, peer_id=bytes(peer_id), active=bool(active), sample_cap=int(cap),
             last_round=int(last_round), revoked_at_block=int(revoked_at) or None,
+            epsilon_budget=micros_to_epsilon(int(budget)), epsilon_spent=micros_to_epsilon(int(spent)),
+            epsilon_budget_micros=int(budget), epsilon_spent_micros=int(spent),
         )
 
     def is_active_node(self, address: str) -> bool:
@@ -344,9 +383,20 @@ class AuditLedger:
         topics: list[str | None] = [self._events.topic(NodeRegistered)]
         return self._events.decode_as(NodeRegistered, self._logs(topics, from_block, to_block))
 
+    def budget_changes(
+        self, node: str | None = None, from_block: int = 0, to_block: int | None = None
+    ) -> list[PrivacyBudgetSet]:
+        """PrivacyBudgetSet events (at registration and every change), filtered by
+        node, oldest first (current budget and spent: `node_info`)."""
+        topics = [
+            self._events.topic(PrivacyBudgetSet),
+            None if node is None else topic_address(_args.address(node, "node address")),
+        ]
+        return self._events.decode_as(PrivacyBudgetSet, self._logs(topics, from_block, to_block))
+
     def registered_nodes(self) -> list[NodeInfo]:
         """Every node ever registered, with its current status, sample cap, last
-        round and revocation block."""
+        round, revocation block, privacy budget and epsilon spent."""
         infos = (self.node_info(reg.node) for reg in self.node_registrations())
         return [info for info in infos if info is not None]
 

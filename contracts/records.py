@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import NewType, Union
 
+from contracts._args import EPSILON_SCALE, epsilon_to_micros
 from contracts.errors import InvalidInput
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "NodeInfo",
     "NodeRegistered",
     "NodeRevocation",
+    "PrivacyBudgetSet",
     "SampleCapSet",
     "SubjectCommitment",
     "TxResult",
@@ -43,6 +45,10 @@ class NodeInfo:
     `sample_cap` bounds the sample count of each of its contributions; `last_round` is
     the last round it recorded (0: none); `revoked_at_block` is the block of its
     revocation (None: not revoked). Every record of a node precedes its revocation.
+
+    `epsilon_budget` bounds `epsilon_spent`, the sum of the epsilons of all its
+    records; both are also given exactly, in the contract's micro-epsilon. Spent is
+    above the budget only when the admin lowered the budget since.
     """
 
     address: str
@@ -51,6 +57,21 @@ class NodeInfo:
     sample_cap: int
     last_round: int
     revoked_at_block: int | None
+    epsilon_budget: float
+    epsilon_spent: float
+    epsilon_budget_micros: int
+    epsilon_spent_micros: int
+
+    @property
+    def epsilon_remaining(self) -> float:
+        """Epsilon the node may still record (0.0 once spent or over budget)."""
+        return max(0, self.epsilon_budget_micros - self.epsilon_spent_micros) / EPSILON_SCALE
+
+    def allows_epsilon(self, epsilon: float) -> bool:
+        """Whether the contract would take a record spending `epsilon` now, by the
+        same rule and the same rounding (epsilon 0 is always within budget)."""
+        micros = epsilon_to_micros(epsilon)
+        return micros == 0 or self.epsilon_spent_micros + micros <= self.epsilon_budget_micros
 
 
 @dataclass(frozen=True)
@@ -109,6 +130,17 @@ class SampleCapSet:
 
 
 @dataclass(frozen=True)
+class PrivacyBudgetSet:
+    """A `PrivacyBudgetSet` event: at registration, or a change by the admin."""
+
+    node: str
+    epsilon_budget: float
+    epsilon_budget_micros: int
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
 class NodeRevocation:
     """A `NodeRevoked` event."""
 
@@ -127,15 +159,15 @@ class GenesisModelSet:
 
 
 LedgerEvent = Union[
-    ContributionRecorded, ConsentWithdrawn, NodeRegistered, SampleCapSet, NodeRevocation,
-    GenesisModelSet,
+    ContributionRecorded, ConsentWithdrawn, NodeRegistered, SampleCapSet, PrivacyBudgetSet,
+    NodeRevocation, GenesisModelSet,
 ]
 
 
 @dataclass(frozen=True)
 class TxResult:
     """A mined, successful transaction: `event` is the first event it emitted (if
-    any), `events` all of them in order (registration emits two)."""
+    any), `events` all of them in order (registration emits three)."""
 
     tx_hash: str
     block_number: int

@@ -1,11 +1,13 @@
 """Start, stop and inspect the local devnet of one directory.
 
-    start_devnet(workdir, nodes=4, port=8545, peer_id_of=..., sample_cap=320) -> DevnetInfo
+    start_devnet(workdir, nodes=4, port=8545, peer_id_of=..., sample_cap=320,
+                 epsilon_budget=10.0)                           -> DevnetInfo
     stop_devnet(workdir)                                        -> bool
     devnet_status(workdir)                                      -> DevnetStatus
 
 The first start deploys AuditLedger and registers the dev nodes, each with the same
-sample cap (the most samples one contribution may declare); a restart re-uses
+sample cap (the most samples one contribution may declare) and privacy budget (the
+most epsilon all its contributions may spend); a restart re-uses
 the state file, finds the recorded contract (its code is there) and keeps every
 record. Node identities are fresh secp256k1 keys (not anvil's well-known dev keys),
 funded from anvil's first dev account. Peer IDs are computed by `peer_id_of`, which
@@ -22,13 +24,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from contracts.errors import ChainUnavailable, LedgerError
-from contracts.ledger import AuditLedger, account_address, new_private_key, send_ether
+from contracts.ledger import (
+    AuditLedger,
+    account_address,
+    epsilon_budget_to_micros,
+    new_private_key,
+    send_ether,
+)
+from contracts.units import DEFAULT_EPSILON_BUDGET
 from devnet.anvil import is_anvil_running, start_anvil, stop_anvil
 from devnet.errors import DevnetFileError, DevnetNotRunning
 from devnet.info import DEVNET_FILE, DevNode, DevnetInfo
 
 __all__ = [
     "ANVIL_FUNDER_KEY",
+    "DEFAULT_EPSILON_BUDGET",
     "DEFAULT_PORT",
     "DEFAULT_SAMPLE_CAP",
     "DevnetStatus",
@@ -67,6 +77,14 @@ class DevnetStatus:
     contract_deployed: bool
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """What each newly registered dev node gets."""
+
+    sample_cap: int
+    epsilon_budget: float
+
+
 def _devnet_file(workdir: Path) -> Path:
     return workdir / DEVNET_FILE
 
@@ -80,13 +98,15 @@ def start_devnet(
     timeout: float = 30.0,
     die_with_parent: bool = False,
     sample_cap: int = DEFAULT_SAMPLE_CAP,
+    epsilon_budget: float = DEFAULT_EPSILON_BUDGET,
 ) -> DevnetInfo:
     """Start (or restart) the devnet of `workdir` and return its devnet.json contents.
 
     Already running: returns the recorded info unchanged. Restart: same state file and
     port (unless `port` is given), contract re-used if its code is there, missing dev
     nodes (up to `nodes`) added. First start: deploy, register `nodes` dev nodes.
-    Nodes registered by this call get `sample_cap`; nodes already registered keep theirs.
+    Nodes registered by this call get `sample_cap` and `epsilon_budget`; nodes already
+    registered keep theirs.
     `die_with_parent`: anvil ends with this process (a run's own chain); False: it
     outlives us (`medgossip devnet start`).
     """
@@ -96,6 +116,7 @@ def start_devnet(
         raise ValueError("nodes must be >= 0")
     if not 1 <= sample_cap < 2**32:
         raise ValueError("sample_cap must be in [1, 2**32 - 1]")
+    epsilon_budget_to_micros(epsilon_budget)  # refused before anvil starts (InvalidInput)
     root = Path(workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
@@ -112,7 +133,7 @@ def start_devnet(
     anvil = start_anvil(chosen_port, state_file, log_file, timeout=timeout, die_with_parent=die_with_parent)
     try:
         info = _provision(root, anvil.rpc_url, anvil.pid, chosen_port, state_file, log_file,
-                          nodes, peer_id_of, previous, sample_cap)
+                          nodes, peer_id_of, previous, _Limits(sample_cap, epsilon_budget))
     except BaseException:
         stop_anvil(anvil.pid)
         raise
@@ -130,7 +151,7 @@ def _provision(
     node_count: int,
     peer_id_of: PeerIdOf,
     previous: DevnetInfo | None,
-    sample_cap: int,
+    limits: _Limits,
 ) -> DevnetInfo:
     if previous is not None:
         existing = AuditLedger(rpc_url, previous.contract, previous.admin_key)
@@ -139,7 +160,7 @@ def _provision(
             info = replace(previous, rpc_url=rpc_url, anvil_pid=pid, port=port,
                            state_file=str(state_file), log_file=str(log_file),
                            chain_id=existing.chain_id)
-            return _add_nodes(info, existing, node_count, peer_id_of, sample_cap)
+            return _add_nodes(info, existing, node_count, peer_id_of, limits)
         log.warning("no contract at %s after restart (state lost): deploying anew",
                     previous.contract)
 
@@ -163,11 +184,11 @@ def _provision(
         log_file=str(log_file),
         deployed_block=ledger.deployment.block_number if ledger.deployment else 0,
     )
-    return _add_nodes(info, ledger, node_count, peer_id_of, sample_cap)
+    return _add_nodes(info, ledger, node_count, peer_id_of, limits)
 
 
 def _add_nodes(
-    info: DevnetInfo, ledger: AuditLedger, node_count: int, peer_id_of: PeerIdOf, sample_cap: int
+    info: DevnetInfo, ledger: AuditLedger, node_count: int, peer_id_of: PeerIdOf, limits: _Limits
 ) -> DevnetInfo:
     nodes = list(info.nodes)
     for index in range(len(nodes), node_count):
@@ -180,8 +201,10 @@ def _add_nodes(
             peer_id=bytes(peer_id_of(secret)),
         )
         send_ether(info.rpc_url, ANVIL_FUNDER_KEY, node.address, NODE_FUNDS)
-        ledger.register_node(node.address, node.peer_id, sample_cap)
-        log.info("registered %s at %s (sample cap %d)", node.name, node.address, sample_cap)
+        ledger.register_node(node.address, node.peer_id, limits.sample_cap,
+                             epsilon_budget=limits.epsilon_budget)
+        log.info("registered %s at %s (sample cap %d, epsilon budget %g)", node.name, node.address,
+                 limits.sample_cap, limits.epsilon_budget)
         nodes.append(node)
     return replace(info, nodes=tuple(nodes))
 

@@ -59,7 +59,11 @@ class JournalEntry:
     nonce: int = 0
     """the payload header's nonce: raised when another node recorded our hash first."""
     reason: str = ""
-    """why the chain rejected it for good (revoked, stale round, over the cap)."""
+    """why the chain rejected it for good (revoked, stale round, over the cap or budget)."""
+    epsilon_total: float | None = None
+    """the accountant's lifetime epsilon after this round: the recorder records the
+    increase over what the chain has summed, so the chain's total telescopes to this
+    (None: journaled before totals were kept; `epsilon` is recorded as it is)."""
 
 
 @dataclass
@@ -78,6 +82,8 @@ class NodeState:
     """consent withdrawals up to this block are applied."""
     withdrawn: list[str] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    norms: dict[str, float] = field(default_factory=dict)
+    """delta hash (hex) of a record on chain -> L2 norm of its payload (node.peer.norms)."""
 
     def pending_trained_round(self) -> int | None:
         """A round trained but not yet merged (the peer stopped in between)."""
@@ -108,7 +114,7 @@ class NodeState:
             round=self.round, journal=list(self.journal), merged=dict(self.merged),
             refused=dict(self.refused), accountant=self.accountant,
             withdrawals_block=self.withdrawals_block, withdrawn=list(self.withdrawn),
-            history=list(self.history),
+            history=list(self.history), norms=dict(self.norms),
         )
 
 
@@ -146,6 +152,7 @@ class CheckpointStore:
             withdrawals_block=int(raw.get("withdrawals_block", 0)),
             withdrawn=list(raw.get("withdrawn", [])),
             history=list(raw.get("history", [])),
+            norms={str(k): float(v) for k, v in raw.get("norms", {}).items()},
         )
 
     def save_state(self, state: NodeState) -> None:

@@ -62,7 +62,8 @@ class NodeConfig:
     fan_out: int = _f(8, "peers pulled from at once and merged per round (k); each peer's deltas are all merged once, sooner or later")
     pull_wait: float = _f(0.0, "seconds to wait for a peer delta when none is ready at merge time (0: merge alone, no barrier)")
     merge: str = _f("mean", 'merge rule: mean (weighted by capped sample count), multi-krum (mean of all but the f=2 least central updates), median, trimmed-mean, krum')
-    norm_bound: float = _f(3.0, "a peer's update with an L2 norm over norm_bound x the median of recently accepted updates is clipped to it; 0 turns the bound off")
+    norm_bound: float = _f(1.0, "a peer's update with an L2 norm over norm_bound x its reference norm (the median norm of the records around it on chain) is clipped to it; 0 turns the bound off")
+    norm_refuse: float = _f(5.0, "a peer's update with an L2 norm over norm_refuse x its reference norm is refused and counted; 0 turns refusal off")
     codec: str = _f("fp32", 'delta codec: fp32, fp16, int8, topk')
     topk_fraction: float = _f(0.1, 'fraction of coordinates sent by the topk codec (error feedback keeps the rest)')
     dp_noise_multiplier: float = _f(0.0, 'DP-SGD noise multiplier (0 disables DP-SGD)')
@@ -92,6 +93,8 @@ class NodeConfig:
             raise ConfigError("topk_fraction must be in (0, 1]")
         if not (self.norm_bound == 0 or self.norm_bound >= 1):
             raise ConfigError("norm_bound must be 0 (off) or >= 1 (a multiple of the median recent norm)")
+        if not (self.norm_refuse == 0 or self.norm_refuse >= max(self.norm_bound, 1)):
+            raise ConfigError("norm_refuse must be 0 (off) or >= norm_bound and >= 1")
 
     @property
     def dp_enabled(self) -> bool:

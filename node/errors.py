@@ -36,9 +36,12 @@ names are unique across the project::
     │   │   ├── IncompatibleUpdates      updates disagree on tensor names, shapes or dtypes
     │   │   └── InvalidAggregationParameter  a weight, beta, f or m out of range
     │   │       └── UnknownStrategy      node.merge: a merge rule name that does not exist
-    │   ├── MerkleError (ValueError)     node.merkle: the consent Merkle tree
-    │   │   ├── InvalidLeaf              a leaf that is not 32 bytes
-    │   │   └── NotAMember               a proof asked for a leaf not in the set
+    │   ├── MerkleError (ValueError)     node.merkle: the data-commitment tree (format 1)
+    │   │   └── InvalidLeaf              a leaf not 32 bytes, or a leaf list not sorted / distinct
+    │   ├── ProofError                   node.proofs: inclusion / exclusion proofs
+    │   │   ├── ProofFormatError         not a format-1 proof file (message names the file / field)
+    │   │   └── ProofInvalid             a well-formed proof that does not hold (says which condition)
+    │   ├── AuditError                   node.audit: an audit prove / verify that cannot run at all
     │   ├── ConfigError                  an invalid peer configuration (node.config)
     │   └── PeerError                    the peer cannot start or go on (node.peer)
     ├── GossipError                      gossip.errors: the P2P layer
@@ -73,6 +76,8 @@ names are unique across the project::
     │       ├── GenesisAlreadySet        AuditLedgerGenesisAlreadySet(modelHash)
     │       ├── StaleRound               AuditLedgerStaleRound(node, round, lastRound)
     │       ├── SampleCountOverCap       AuditLedgerSampleCountOverCap(node, sampleCount, sampleCap)
+    │       ├── PrivacyBudgetExceeded    AuditLedgerPrivacyBudgetExceeded(node, spentMicros,
+    │       │                            epsilonMicros, budgetMicros)
     │       └── RejectedArgument         AuditLedgerZeroHash / ZeroAddress / EmptyPeerId / ZeroSampleCap
     └── DevnetError                      devnet.errors: the local anvil chain
         ├── AnvilNotFound                the anvil binary is not installed (run `make install`)

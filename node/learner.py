@@ -18,9 +18,7 @@ on the model.
 from __future__ import annotations
 
 import logging
-import statistics
 import time
-from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +30,7 @@ from node.data import ImageSet
 from node.errors import CodecError
 from node.aggregate import clip_norm, is_finite, l2_norm
 from node.merge import Update, strategy_from_name
-from node.merkle import merkle_root
+from node.merkle import data_root
 from node.models import build_model, state_hash
 from node.privacy import AccountantState, DPConfig, PrivacyAccountant
 from node.trainer import LocalTrainer
@@ -55,9 +53,12 @@ class LearnerSettings:
     batch_size: int = 32
     lr: float = 0.05
     merge: str = "mean"
-    norm_bound: float = 3.0
-    """an incoming update whose L2 norm is over norm_bound x the median norm of our own
-    recent updates is clipped to that norm; 0 turns the bound off."""
+    norm_bound: float = 1.0
+    """an incoming update whose L2 norm is over norm_bound x its reference norm
+    (`PeerPayload.reference_norm`) is clipped to that norm; 0 turns the bound off."""
+    norm_refuse: float = 5.0
+    """an incoming update whose L2 norm is over norm_refuse x its reference norm is
+    refused (not merged, counted); 0 turns refusal off."""
     codec: str = "fp32"
     topk_fraction: float = 0.1
     holdout_fraction: float = 0.2
@@ -94,6 +95,9 @@ class PeerPayload:
     """the recording node's address, as on chain; the payload's header must name it."""
     round: int = 0
     """the round recorded on chain; the payload's header must name it."""
+    reference_norm: float = 0.0
+    """the norm the bounds are multiples of: the same on every peer (node.peer.norms);
+    0 means no bound."""
 
 
 @dataclass(frozen=True)
@@ -120,10 +124,8 @@ class MergeOutcome:
     """the merged updates' weight over the network's weight: the aggregate's scale."""
     clipped: tuple[bytes, ...] = ()
     """delta hashes of the merged payloads whose norm was clipped to the bound."""
-
-NORM_WINDOW = 32
-"""how many of our own recent update norms the norm bound's median is taken over."""
-
+    over_norm: tuple[tuple[bytes, str], ...] = ()
+    """(delta hash, reason) of payloads refused for a norm over `norm_refuse` x their reference."""
 
 class Learner:
     """Model + trainer + codec + merge rule of one peer."""
@@ -160,9 +162,6 @@ class Learner:
         self.strategy = strategy_from_name(settings.merge)
         self.eval_images = eval_images
         self.base_state: StateDict = self.state()
-        self._norms: deque[float] = deque(maxlen=NORM_WINDOW)
-        """L2 norms of our own recent updates: the norm bound's reference, which no peer
-        can push up (a reference over peers' updates rose ~3x a round under replays)."""
 
     # --- state ----------------------------------------------------------------------
 
@@ -209,7 +208,7 @@ class Learner:
             delta_hash=encoded.delta_hash,
             base_hash=base_hash,
             sample_count=report.sample_count,
-            data_root=merkle_root(report.subjects_used),
+            data_root=data_root(report.subjects_used),
             subjects=report.subjects_used,
             epsilon=report.epsilon_round,
             loss=report.loss,
@@ -232,10 +231,12 @@ class Learner:
 
         Our own update takes part when we trained (`own_weight > 0`); a late merge (no
         training) merges the peers' updates alone. Before the rule runs, a peer update
-        whose L2 norm is over `norm_bound` x the median norm of our own recent updates is
-        clipped to that norm: no single update can move the model further than a few
-        honest ones. A merge that would make the model non-finite is not applied (the
-        peers' updates are reported rejected; we keep our own step). A payload whose header does not
+        whose L2 norm is over `norm_bound` x its reference norm (the median norm of the
+        records around it on chain, the same on every peer: `node.peer.norms`) is
+        clipped to that norm, so no single update moves the model further than an
+        honest one; one over `norm_refuse` x it is refused (`over_norm`). A merge that
+        would make the model non-finite is not applied (the peers' updates are reported
+        rejected; we keep our own step). A payload whose header does not
         name this network's model, or the author and round of its chain record, or that
         does not decode against our model, is rejected and reported, never raised: one
         bad peer must not stop the round.
@@ -247,14 +248,11 @@ class Learner:
             if own_state[k].is_floating_point()
         }
         own = [Update(own_delta, float(own_weight), "self")] if own_weight > 0 else []
-        if own:
-            self._norms.append(l2_norm(own_delta))
         updates = list(own)
-        reference = list(self._norms)
-        bound = self.settings.norm_bound * statistics.median(reference) if reference and self.settings.norm_bound else 0.0
         merged: list[bytes] = []
         clipped: list[bytes] = []
         rejected: list[tuple[bytes, str]] = []
+        over_norm: list[tuple[bytes, str]] = []
         for peer in peers:
             try:
                 decoded = decode_delta(
@@ -265,6 +263,11 @@ class Learner:
                 rejected.append((peer.delta_hash, str(exc)))
                 continue
             tensors = decoded.tensors
+            bound, refuse = (self.settings.norm_bound * peer.reference_norm, self.settings.norm_refuse * peer.reference_norm)
+            if refuse > 0 and (norm := l2_norm(tensors)) > refuse:
+                over_norm.append((peer.delta_hash, f"update norm {norm:.3g} is over {self.settings.norm_refuse:g}x "
+                                  f"its reference norm ({peer.reference_norm:.3g})"))
+                continue
             merged.append(peer.delta_hash)
             if bound > 0:
                 tensors, was_clipped = clip_norm(tensors, bound)
@@ -272,7 +275,7 @@ class Learner:
                     clipped.append(peer.delta_hash)
             updates.append(Update(tensors, float(max(peer.sample_count, 1)), peer.source))
         if not updates:
-            return MergeOutcome(tuple(merged), tuple(rejected), 0.0)
+            return MergeOutcome(tuple(merged), tuple(rejected), 0.0, over_norm=tuple(over_norm))
         share = self._share(updates, network)
         merged_state = apply_delta(self.base_state, self.strategy.merge(updates), scale=share)
         if not is_finite(merged_state):
@@ -281,7 +284,7 @@ class Learner:
             merged_state = apply_delta(self.base_state, own_delta, scale=self._share(own, network)) if own else self.base_state
             merged, clipped = [], []
         self.load_state(merged_state)
-        return MergeOutcome(tuple(merged), tuple(rejected), share, tuple(clipped))
+        return MergeOutcome(tuple(merged), tuple(rejected), share, tuple(clipped), tuple(over_norm))
 
     def _share(self, updates: Sequence[Update], network: Network | None) -> float:
         """The step's scale: the share of the network these updates stand for."""
@@ -290,6 +293,12 @@ class Learner:
         if self.strategy.weighted:
             return sum(u.weight for u in updates) / network.weight
         return len(updates) / max(network.nodes, 1)
+
+    def payload_norm(self, payload: bytes) -> float:
+        """The L2 norm of a payload's update (a property of its bytes, the same on every
+        peer). Raises CodecError when it does not decode against our model."""
+        decoded = decode_delta(payload, self.base_state, model_id=self.settings.model)
+        return l2_norm(decoded.tensors)
 
     # --- evaluation -----------------------------------------------------------------
 

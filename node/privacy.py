@@ -130,6 +130,20 @@ class PrivacyAccountant:
         self._accountant.step(noise_multiplier=noise_multiplier, sample_rate=sample_rate)
         self._cached = None
 
+    def epsilon_after(self, noise_multiplier: float, sample_rate: float, steps: int) -> float:
+        """The total epsilon `steps` more steps at this rate would bring, without taking
+        them: the same history the trainer would build (equal runs merged), so the same
+        float. Lets a peer decide before training whether a round fits its budget."""
+        if steps < 0 or not (0.0 < sample_rate <= 1.0):
+            raise PrivacyConfigError(f"need steps >= 0 and a sample rate in (0, 1], got {steps}, {sample_rate}")
+        if steps == 0:
+            return self.epsilon()
+        probe = PrivacyAccountant(self.mechanism, self.delta)
+        probe._accountant.history = [tuple(h) for h in self._accountant.history]
+        for _ in range(steps):
+            probe.step(noise_multiplier, sample_rate)
+        return probe.epsilon()
+
     def epsilon(self) -> float:
         """Total epsilon spent so far at ``delta`` (0.0 before the first step).
 

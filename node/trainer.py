@@ -188,6 +188,17 @@ class LocalTrainer:
     def epsilon_total(self) -> float:
         return self.accountant.epsilon() if self.accountant is not None else 0.0
 
+    def epsilon_after_round(self, steps: int) -> float:
+        """The lifetime epsilon after `steps` more DP steps on today's consented pool,
+        computed without taking them (0.0 without DP). Equals what `train(steps)` will
+        report unless a withdrawal shrinks the pool during the round (a higher rate)."""
+        if self.accountant is None or self.dp is None:
+            return 0.0
+        if len(self._train_idx) == 0:
+            return self.epsilon_total  # no step can be taken: train() will refuse
+        rate = min(1.0, self.batch_size / len(self._train_idx))
+        return self.accountant.epsilon_after(self.dp.noise_multiplier, rate, steps)
+
     # --- training -----------------------------------------------------------------------
 
     def train(self, steps: int, withdrawn: Iterable[bytes] = frozenset()) -> TrainReport:

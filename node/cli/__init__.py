@@ -8,7 +8,8 @@ failure is one red line on stderr and a non-zero exit, never a traceback.
     devnet.py     medgossip devnet start|stop|status    local anvil chain
     admin.py      medgossip admin register-node|set-sample-cap|revoke-node|set-genesis
     ledger.py     medgossip ledger query                the audit trail
-    consent.py    medgossip consent withdraw            a patient's withdrawal
+    consent.py    medgossip consent withdraw|status     a patient's withdrawal, and its state
+    audit.py      medgossip audit prove|verify          proofs that a withdrawn subject was not used
     data.py       medgossip data ingest|make-demo|tokens  DICOM in, manifest out
     peer.py       medgossip node start|status|init      the peer process
     demo.py       medgossip demo                        the whole thing on loopback
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import typer
 
-from node.cli import admin, consent, data, demo, devnet, ledger, peer
+from node.cli import admin, audit, consent, data, demo, devnet, ledger, peer
 from node.cli._boundary import OneLineErrors
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ app.add_typer(devnet.app, name="devnet")
 app.add_typer(admin.app, name="admin")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(consent.app, name="consent")
+app.add_typer(audit.app, name="audit")
 app.add_typer(data.app, name="data")
 app.add_typer(peer.app, name="node")
 app.command(name="demo")(demo.demo)

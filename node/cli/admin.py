@@ -1,5 +1,5 @@
-"""medgossip admin register-node|set-sample-cap|revoke-node|set-genesis: the consortium
-admin's actions."""
+"""medgossip admin register-node|set-sample-cap|set-privacy-budget|revoke-node|set-genesis:
+the consortium admin's actions."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from contracts.units import DEFAULT_EPSILON_BUDGET
 from node.cli._boundary import fail
 from node.cli._chain import (
     ChainTarget,
@@ -24,7 +25,7 @@ from node.cli._options import ContractAddress, DevnetFile, JsonOutput, RpcUrl
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="Consortium admin: register and revoke hospital nodes, set their sample caps, fix the genesis model.",
+    help="Consortium admin: register and revoke hospital nodes, set their sample caps and privacy budgets, fix the genesis model.",
 )
 
 UINT32_MAX = 2**32 - 1
@@ -60,16 +61,17 @@ def register_node(
     peer_id: str = typer.Option(..., "--peer-id", help="The node's libp2p peer ID (base58, or 0x-hex raw bytes)."),
     address: Optional[str] = typer.Option(None, "--address", help="The node's Ethereum address (default: derived from the peer ID); must match the peer ID's key."),
     sample_cap: int = typer.Option(..., "--sample-cap", min=1, max=UINT32_MAX, help="The most samples one contribution of this node may declare (the agreed size of its contribution, e.g. local steps x batch size)."),
+    epsilon_budget: float = typer.Option(DEFAULT_EPSILON_BUDGET, "--epsilon-budget", min=0.0, help="The most differential-privacy epsilon all of this node's contributions may spend together (0: only records without DP)."),
     key: AdminKeyFile = None,
     json_output: JsonOutput = False,
     devnet: DevnetFile = None,
     rpc: RpcUrl = None,
     contract: ContractAddress = None,
 ) -> None:
-    """Register a hospital node with its sample cap: its address and peer ID come from
-    the same secp256k1 key, and this is checked before sending.
+    """Register a hospital node with its sample cap and privacy budget: its address and
+    peer ID come from the same secp256k1 key, and this is checked before sending.
 
-    Example: medgossip admin register-node --peer-id 16Uiu2HAm... --sample-cap 320
+    Example: medgossip admin register-node --peer-id 16Uiu2HAm... --sample-cap 320 --epsilon-budget 8
     """
     from gossip.errors import InvalidIdentity
     from gossip.identity import eth_address_from_peer_id, peer_id_to_bytes
@@ -84,8 +86,9 @@ def register_node(
         fail(f"--address {address} does not match the peer ID, whose key is {derived}")
     target = resolve_target(devnet, rpc, contract)
     ledger = open_ledger(target, _admin_key(target, key))
-    result = ledger.register_node(address or derived, raw, sample_cap)
-    _report(result, json_output, f"registered {derived} (sample cap {sample_cap})")
+    result = ledger.register_node(address or derived, raw, sample_cap, epsilon_budget=epsilon_budget)
+    _report(result, json_output,
+            f"registered {derived} (sample cap {sample_cap}, epsilon budget {epsilon_budget:g})")
 
 
 @app.command("set-sample-cap")
@@ -108,6 +111,29 @@ def set_sample_cap(
     ledger = open_ledger(target, _admin_key(target, key))
     result = ledger.set_sample_cap(node_address, cap)
     _report(result, json_output, f"sample cap of {node_address} set to {cap}")
+
+
+@app.command("set-privacy-budget")
+def set_privacy_budget(
+    address: str = typer.Option(..., "--address", help="The node's address (or a dev node name such as node-1)."),
+    epsilon: float = typer.Option(..., "--epsilon", min=0.0, help="The new budget: the most epsilon all the node's contributions may spend together."),
+    key: AdminKeyFile = None,
+    json_output: JsonOutput = False,
+    devnet: DevnetFile = None,
+    rpc: RpcUrl = None,
+    contract: ContractAddress = None,
+) -> None:
+    """Change an active node's privacy budget; it bounds its future contributions. A
+    budget below what the node has spent stops its further DP contributions.
+
+    Example: medgossip admin set-privacy-budget --address node-1 --epsilon 4
+    """
+    check_node_ref(address, "--address")
+    target = resolve_target(devnet, rpc, contract)
+    node_address = resolve_node_address(target, address)
+    ledger = open_ledger(target, _admin_key(target, key))
+    result = ledger.set_privacy_budget(node_address, epsilon)
+    _report(result, json_output, f"privacy budget of {node_address} set to epsilon {epsilon:g}")
 
 
 @app.command("revoke-node")

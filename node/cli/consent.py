@@ -1,4 +1,5 @@
-"""medgossip consent withdraw: a data subject's consent withdrawal, on chain."""
+"""medgossip consent withdraw|status: a data subject's consent withdrawal, on chain, and
+its state (with --proofs, the custodian's proofs that the subject was not used since)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ import typer
 from rich.table import Table
 
 from node.cli._boundary import fail
-from node.cli._chain import ChainTarget, open_ledger, out, print_json, read_key_file, resolve_target
+from node.cli._chain import (
+    ChainTarget,
+    node_names,
+    open_ledger,
+    out,
+    print_json,
+    read_key_file,
+    resolve_target,
+)
 from node.cli._options import ContractAddress, DevnetFile, JsonOutput, RpcUrl
 
 app = typer.Typer(
@@ -85,3 +94,49 @@ def _sender_key(target: ChainTarget, key: Path | None, node: str | None) -> str:
     if target.devnet is None:
         fail("--token without a devnet needs --key FILE (a funded relayer account)")
     return target.devnet.relayer_key
+
+
+@app.command()
+def status(
+    token: Optional[str] = typer.Option(None, "--token", help="The patient's consent token (64 hex)."),
+    subject: Optional[str] = typer.Option(None, "--subject", help="Subject commitment (64 hex) instead of --token."),
+    proofs: Optional[Path] = typer.Option(None, "--proofs", help="A folder of `audit prove`: verify it too (as `audit verify`)."),
+    json_output: JsonOutput = False,
+    devnet: DevnetFile = None,
+    rpc: RpcUrl = None,
+    contract: ContractAddress = None,
+) -> None:
+    """Whether the subject's consent is withdrawn: in which block, by whom, and how.
+
+    A withdrawal by token (anyone relaying the patient's token) is obeyed by every peer;
+    one by commitment is obeyed only by the peer that sent it, as the custodian.
+    With --proofs, exits 0 only if the proofs hold and cover every contribution since.
+
+    Example: medgossip consent status --token 3f9c...e1 --proofs proofs/
+    """
+    from node.audit import verify_audit
+    from node.cli.audit import exit_unless_ok, show_verify_report, subject_from, verify_json
+
+    commitment = subject_from(token, subject)
+    target = resolve_target(devnet, rpc, contract)
+    ledger = open_ledger(target)
+    events = ledger.withdrawals(subject=commitment)
+    report = verify_audit(ledger, [proofs], subject=commitment) if proofs is not None else None
+    if json_output:
+        print_json({"subject": commitment, "withdrawn_by_token": any(e.by_token for e in events),
+                    "withdrawn_for": sorted({e.by for e in events if not e.by_token}), "withdrawals": events,
+                    **({"proofs": verify_json(report)} if report is not None else {})})
+    else:
+        names = node_names(target)
+        if not events:
+            out.print(f"subject 0x{commitment.hex()}: [green]consent in force[/green] (no withdrawal on chain)")
+        for event in events:
+            who = names.get(event.by, event.by)
+            how = ("with the patient's token: binds every node" if event.by_token
+                   else "by commitment: binds that node only (obeyed if it is the custodian)")
+            out.print(f"subject 0x{commitment.hex()}: [yellow]withdrawn[/yellow] in block "
+                      f"{event.block_number} (tx {event.tx_hash}) by {who}, {how}", soft_wrap=True)
+    if report is not None and json_output:
+        exit_unless_ok(report)
+    elif report is not None:
+        show_verify_report(report, json_output=False)

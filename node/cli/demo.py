@@ -4,7 +4,9 @@ A local anvil devnet, the AuditLedger deployed, N hospitals each with their own 
 corpus (synthetic patients, non-IID labels) ingested and de-identified, N peer processes
 gossiping deltas over libp2p on 127.0.0.1, one patient withdrawing consent midway, and
 at the end gossip learning next to centralised and isolated training on the same data
-and step budget. Everything it starts is stopped at the end, also on Ctrl-C or SIGTERM;
+and step budget. With `--dp` the peers train with DP-SGD under the privacy budget each
+node has on chain (`--epsilon-budget`): a peer whose next round would go over it stops
+training and only merges, and the tables show epsilon spent against budget per node. Everything it starts is stopped at the end, also on Ctrl-C or SIGTERM;
 killed hard (SIGKILL), its children still end, by their parent-death signal
 (devnet/processes.py).
 """
@@ -22,7 +24,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from contracts.units import DEFAULT_EPSILON_BUDGET
 from node.config import NodeConfig
+from node.peer.status import BUDGET_SPENT
 
 _DEFAULT = {f.name: f.default for f in fields(NodeConfig)}
 """the node's defaults (read off the dataclass: building one would import torch)."""
@@ -42,34 +46,40 @@ def demo(
     workdir: Path = typer.Option(Path("run/demo"), "--workdir", help="Scratch folder (wiped if an earlier demo made it)."),
     report: Path = typer.Option(Path("demo-report"), "--report", help="Folder for report.json and accuracy.png."),
     timeout: float = typer.Option(900, "--timeout", help="Give up after this many seconds."),
+    dp: bool = typer.Option(False, "--dp", help="Train with DP-SGD under each node's privacy budget on chain."),
+    noise_multiplier: float = typer.Option(1.0, "--noise-multiplier", min=0.1, help="DP-SGD noise multiplier (with --dp)."),
+    epsilon_budget: float = typer.Option(
+        DEFAULT_EPSILON_BUDGET, "--epsilon-budget", min=0.0, help="Each node's lifetime epsilon budget, set on chain."),
 ) -> None:
     """Run a 4-peer gossip-learning network on a local devnet, end to end, and report."""
     from devnet.processes import Terminated, interrupt_on_terminate
 
     try:
         with interrupt_on_terminate():
-            _demo(peers, rounds, local_steps, fan_out, merge, codec, alpha, seed, workdir, report, timeout)
+            _demo(peers, rounds, local_steps, fan_out, merge, codec, alpha, seed, workdir, report, timeout,
+                  noise_multiplier if dp else 0.0, epsilon_budget)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: _demo stopped everything on its way out
         raise typer.Exit(exc.exit_code if isinstance(exc, Terminated) else 130) from None
 
 
 def _demo(
     peers: int, rounds: int, local_steps: int, fan_out: int, merge: str, codec: str, alpha: float,
-    seed: int, workdir: Path, report: Path, timeout: float,
+    seed: int, workdir: Path, report: Path, timeout: float, noise_multiplier: float = 0.0,
+    epsilon_budget: float = DEFAULT_EPSILON_BUDGET,
 ) -> None:
     from node.cli.localnet import LocalNet, create
     from node.config import NodeConfig
 
     template = NodeConfig(
         rounds=rounds, local_steps=local_steps, fan_out=fan_out, merge=merge, codec=codec,
-        linger=-1,
+        linger=-1, dp_noise_multiplier=noise_multiplier,
     )
     started = time.monotonic()
     net: LocalNet | None = None
     try:
         with console.status("setting up") as spinner:
             net = create(
-                workdir, peers, template=template, alpha=alpha, seed=seed,
+                workdir, peers, template=template, alpha=alpha, seed=seed, epsilon_budget=epsilon_budget,
                 step=lambda msg: (spinner.update(msg), console.log(msg)),
             )
         console.log(f"devnet at {net.devnet.rpc_url}, AuditLedger at {net.devnet.contract}")
@@ -139,12 +149,14 @@ def _run_rounds(net: Any, rounds: int, timeout: float) -> dict[str, Any]:
 
 def _table(net: Any, withdrawal: dict[str, Any]) -> Table:
     table = Table(title="gossip learning on loopback")
-    for col in ("peer", "round", "acc (local)", "acc (test)", "merged", "peers", "MB sent", "queued", "withdrawal"):
+    dp = net.peers[0].config.dp_enabled
+    columns = ("peer", "round", "acc (local)", "acc (test)", "merged", "peers", "MB sent", "queued", "withdrawal")
+    for col in (*columns, *(("epsilon / budget",) if dp else ())):
         table.add_column(col, justify="right")
     for peer in net.peers:
         s = peer.status()
         if s is None:
-            table.add_row(peer.name, "starting", *["-"] * 7)
+            table.add_row(peer.name, "starting", *["-"] * (len(table.columns) - 2))
             continue
         table.add_row(
             peer.name,
@@ -156,6 +168,7 @@ def _table(net: Any, withdrawal: dict[str, Any]) -> Table:
             f"{s.bytes_sent / 1e6:.1f}",
             str(s.queued_records),
             "applied" if s.withdrawals_applied else ("pending" if withdrawal else "-"),
+            *((s.epsilon_summary(),) if dp else ()),
         )
     return table
 
@@ -185,6 +198,8 @@ def _results(net: Any, template: Any, rounds: int, withdrawal: dict[str, Any]) -
             "bytes_sent": status.bytes_sent if status else 0,
             "contributions": len(state.journal),
             "merged": status.merged_total if status else 0,
+            "epsilon_total": status.epsilon_total if status else 0.0,
+            "budget_state": status.budget.state if status and status.budget else "unknown",
             "dropped": status.dropped if status else {},
         }
     gossip_curve = [
@@ -198,6 +213,12 @@ def _results(net: Any, template: Any, rounds: int, withdrawal: dict[str, Any]) -
     by_node: dict[str, int] = {}
     for c in contributions:
         by_node[c.node] = by_node.get(c.node, 0) + 1
+    names = {peer.address: peer.name for peer in net.peers}
+    budgets = {
+        info.address: {"peer": names.get(info.address, ""), "epsilon_spent": info.epsilon_spent,
+                       "epsilon_budget": info.epsilon_budget}
+        for info in ledger.registered_nodes()
+    }
     return {
         "peers": per_peer,
         "rounds": rounds,
@@ -213,6 +234,7 @@ def _results(net: Any, template: Any, rounds: int, withdrawal: dict[str, Any]) -
             "contract": net.devnet.contract,
             "contributions": len(contributions),
             "contributions_by_node": by_node,
+            "privacy_budgets": budgets,
             "withdrawals": [
                 {"subject": "0x" + w.subject.hex(), "by_token": w.by_token, "block": w.block_number, "tx": w.tx_hash}
                 for w in withdrawals
@@ -240,8 +262,15 @@ def _print_results(r: dict[str, Any]) -> None:
     t2 = Table(title=f"audit ledger {ledger['contract']}")
     t2.add_column("node")
     t2.add_column("contributions recorded", justify="right")
-    for node, count in ledger["contributions_by_node"].items():
-        t2.add_row(node, str(count))
+    t2.add_column("epsilon spent / budget (on chain)", justify="right")
+    t2.add_column("peer's accountant", justify="right")
+    for node, budget in ledger["privacy_budgets"].items():
+        peer = r["peers"].get(budget["peer"], {})
+        spent = f"{budget['epsilon_spent']:.4f} / {budget['epsilon_budget']:.4f}"
+        accountant = f"{peer['epsilon_total']:.4f}" if peer else "-"
+        if peer.get("budget_state") == BUDGET_SPENT:
+            accountant += f" ({BUDGET_SPENT})"
+        t2.add_row(f"{budget['peer']} {node}".strip(), str(ledger["contributions_by_node"].get(node, 0)), spent, accountant)
     console.print(t2)
     for w in ledger["withdrawals"]:
         console.print(f"consent withdrawn: subject {w['subject'][:18]}… block {w['block']} "

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 from rich.table import Table
 
+from contracts.units import DEFAULT_EPSILON_BUDGET
 from node.cli._chain import DEFAULT_DEVNET_DIR, out, print_json
 from node.cli._options import JsonOutput
 
@@ -34,6 +35,7 @@ def start(
     ),
     nodes: int = typer.Option(4, "--nodes", min=0, help="Number of dev nodes to register."),
     sample_cap: int = typer.Option(320, "--sample-cap", min=1, max=2**32 - 1, help="Sample cap of newly registered dev nodes (default: 10 local steps x batch 32)."),
+    epsilon_budget: float = typer.Option(DEFAULT_EPSILON_BUDGET, "--epsilon-budget", min=0.0, help="Privacy budget (lifetime epsilon) of newly registered dev nodes."),
     json_output: JsonOutput = False,
 ) -> None:
     """Start anvil, deploy AuditLedger and register dev nodes (first run), or resume
@@ -42,7 +44,8 @@ def start(
     from devnet import start_devnet
     from gossip.identity import peer_id_bytes_from_secret
 
-    info = start_devnet(dir, nodes=nodes, port=port, peer_id_of=peer_id_bytes_from_secret, sample_cap=sample_cap)
+    info = start_devnet(dir, nodes=nodes, port=port, peer_id_of=peer_id_bytes_from_secret,
+                        sample_cap=sample_cap, epsilon_budget=epsilon_budget)
     _show(info, dir, json_output)
 
 

@@ -1,5 +1,5 @@
-"""medgossip ledger query: the audit trail (registered nodes with their sample caps,
-contributions and consent withdrawals)."""
+"""medgossip ledger query: the audit trail (registered nodes with their sample caps and
+privacy budgets, contributions and consent withdrawals)."""
 
 from __future__ import annotations
 
@@ -48,8 +48,9 @@ def query(
 
     Contribution filters (--node/--round/--delta) show only the nodes (--node: that one)
     and contributions, --subject only withdrawals; with no filter all are listed. A
-    node's sample cap bounds each of its contributions; a revoked node's records all
-    precede its revocation block.
+    node's sample cap bounds each of its contributions, its epsilon budget the sum of
+    their epsilons (shown as spent / budget); a revoked node's records all precede its
+    revocation block.
 
     Example: medgossip ledger query --node node-1 --round 3
     """
@@ -122,11 +123,13 @@ def _print_nodes(nodes: list[NodeInfo], names: dict[str, str]) -> None:
     from gossip.identity import peer_id_from_bytes
 
     table = Table(title=f"nodes ({len(nodes)})")
-    for column in ("node", "status", "sample cap", "last round", "revoked at block", "peer ID"):
+    for column in ("node", "status", "sample cap", "epsilon spent / budget", "last round",
+                   "revoked at block", "peer ID"):
         table.add_column(column, overflow="fold")
     for n in nodes:
         table.add_row(
             names.get(n.address, n.address), "active" if n.active else "revoked", str(n.sample_cap),
+            f"{n.epsilon_spent:.6g} / {n.epsilon_budget:.6g}",
             str(n.last_round) if n.last_round else "-",
             "-" if n.revoked_at_block is None else str(n.revoked_at_block),
             short(peer_id_from_bytes(n.peer_id), 8),

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from contracts.ledger import AuditLedger
+from contracts.ledger import DEFAULT_EPSILON_BUDGET, AuditLedger
 from devnet import DevnetInfo, free_port, start_devnet, stop_devnet
 from devnet.processes import spawn
 from gossip.identity import eth_address_from_peer_id, peer_id_bytes_from_secret, peer_id_from_secret
@@ -128,10 +128,13 @@ class LocalNet:
             self.stop_peer(peer)
         stop_devnet(self.workdir / "devnet")
 
-    def fresh_run(self, run: str, template: NodeConfig, peers: int | None = None, seed: int = 0) -> None:
+    def fresh_run(
+        self, run: str, template: NodeConfig, peers: int | None = None, seed: int = 0,
+        epsilon_budget: float = DEFAULT_EPSILON_BUDGET,
+    ) -> None:
         """Stop the peers and set up a new run on the same corpus and anvil: a fresh
-        AuditLedger (every dev node registered again, with the template's sample cap; the
-        template's genesis), and for the first `peers` nodes (default: as many as now)
+        AuditLedger (every dev node registered again, with the template's sample cap and
+        `epsilon_budget`; the template's genesis), and for the first `peers` nodes (default: as many as now)
         a fresh folder `workdir/<run>/peer-<i>` (checkpoint, node.toml, peer.log) with
         the same key and data.
 
@@ -145,7 +148,7 @@ class LocalNet:
         admin = AuditLedger.deploy(self.devnet.rpc_url, self.devnet.admin_key)
         cap = template.local_steps * template.batch_size
         for node in self.devnet.nodes:
-            admin.register_node(node.address, node.peer_id, cap)
+            admin.register_node(node.address, node.peer_id, cap, epsilon_budget=epsilon_budget)
         admin.set_genesis_model(genesis_hash(template))
         deployed = admin.deployment.block_number if admin.deployment else 0
         self.devnet = replace(self.devnet, contract=admin.address, deployed_block=deployed)
@@ -217,9 +220,14 @@ def create(
     alpha: float = 0.5,
     seed: int = 0,
     max_images: int | None = None,
+    epsilon_budget: float = DEFAULT_EPSILON_BUDGET,
     step: Callable[[str], None] = lambda _msg: None,
 ) -> LocalNet:
     """Write corpus, ingest per hospital, start a devnet, set the genesis, write configs.
+
+    Every node is registered with the same sample cap (local steps x batch size) and
+    lifetime privacy budget `epsilon_budget` (`LocalNet.ledger(admin key)
+    .set_privacy_budget` changes one).
 
     `workdir` is wiped first if an earlier run made it (it holds the MARKER file); any
     other non-empty folder is refused.
@@ -248,7 +256,8 @@ def create(
 
     step("starting the devnet (anvil), deploying AuditLedger, registering peers")
     info = start_devnet(workdir / "devnet", nodes=peers, port=free_port(), peer_id_of=peer_id_bytes_from_secret,
-                        die_with_parent=True, sample_cap=template.local_steps * template.batch_size)
+                        die_with_parent=True, sample_cap=template.local_steps * template.batch_size,
+                        epsilon_budget=epsilon_budget)
     net = LocalNet(workdir, info, corpus, workdir / "test-data")
     try:
         net.ledger(info.admin_key).set_genesis_model(genesis_hash(template))

@@ -143,8 +143,9 @@ def status(
         ("queued for the chain", f"{status.queued_records}" + ("" if status.recorder == "ok" else f" ({status.recorder})")),
         ("accuracy (local held-out)", f"{status.accuracy:.4f}"),
         ("merged / recorded", f"{status.merged_total} / {status.recorded_total}"),
-        ("withdrawn subjects", str(status.withdrawn_subjects)),
-        ("epsilon spent", f"{status.epsilon_total:.4f}"),
+        ("withdrawn subjects", str(status.withdrawn_subjects)
+         + (f" ({status.withdrawals_ignored} withdrawal(s) by another node not obeyed)" if status.withdrawals_ignored else "")),
+        ("epsilon spent / budget", status.epsilon_summary()),
         ("dropped", ", ".join(f"{k}={v}" for k, v in status.dropped.items()) or "0"),
         ("bytes sent / received", f"{status.bytes_sent:,} / {status.bytes_received:,}"),
         ("updated", f"{age} s ago"),

@@ -5,6 +5,7 @@
     inbox.py       `DeltaInbox`: announced / ready / merged / refused peer deltas, one "wanted" rule
     prefetch.py    `Prefetcher`: verifies announced deltas on chain and fetches them while we train
     recorder.py    `Recorder`: records queued contributions on chain, then announces them
+    budget.py      `PrivacyBudget`: the budget on chain (read by the recorder) and the training gate
     consent.py     `ConsentWatcher`: applies consent withdrawals before the next local step
     chain_view.py  `ChainView`: the peer's (blocking) questions to the ledger
     durable.py     `Durable`: the node's state and the one way to save it

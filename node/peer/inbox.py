@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import trio
 
@@ -79,6 +79,8 @@ class DeltaInbox:
         """fired when a new wanted delta is offered."""
         self.arrived = Signal()
         """fired when a payload is delivered (ready to merge) or a delta is given up on."""
+        self.gate: Callable[[PeerPayload], bool] = lambda payload: True
+        """may this ready payload be merged now? (the peer waits for its norm reference)"""
 
     # --- the one rule ----------------------------------------------------------------
 
@@ -129,7 +131,7 @@ class DeltaInbox:
         self.arrived.fire()
 
     def has_ready(self) -> bool:
-        return any(self._ready.values())
+        return any(self.gate(p) for ready in self._ready.values() for p in ready)
 
     def settled(self, keys: Iterable[str]) -> bool:
         """Is each of these deltas ready, merged, refused, or not worth waiting for now
@@ -140,12 +142,18 @@ class DeltaInbox:
         )
 
     def take(self, fan_out: int, every_peer: bool = False) -> list[PeerPayload]:
-        """All ready payloads of up to `fan_out` peers chosen at random (or of every peer)."""
+        """The ready payloads the gate lets through, of up to `fan_out` peers chosen at
+        random (or of every peer); the others stay ready."""
         if fan_out == 0:
             return []
-        chosen = [pid for pid, ready in self._ready.items() if ready]
+        chosen = [pid for pid, ready in self._ready.items() if any(self.gate(p) for p in ready)]
         random.shuffle(chosen)
-        return [p for pid in (chosen if every_peer else chosen[:fan_out]) for p in self._ready.pop(pid)]
+        taken: list[PeerPayload] = []
+        for pid in chosen if every_peer else chosen[:fan_out]:
+            passes = [(p, self.gate(p)) for p in self._ready[pid]]
+            taken += [p for p, ok in passes if ok]
+            self._ready[pid] = [p for p, ok in passes if not ok]
+        return taken
 
     def _is_ready(self, key: str) -> bool:
         return any(key_of(p.delta_hash) == key for ready in self._ready.values() for p in ready)

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -34,9 +35,10 @@ from node.peer.chain_view import ChainView, Recorded
 from node.peer.consent import ConsentWatcher
 from node.peer.durable import Durable
 from node.peer.inbox import DeltaInbox, key_of
+from node.peer.norms import ChainRecord, NormBook
 from node.peer.prefetch import Prefetcher
 from node.peer.recorder import Recorder
-from node.peer.status import Counters, LastContribution, PeerStatus
+from node.peer.status import Counters, LastContribution, PeerStatus, journal_epsilon_total
 
 log = logging.getLogger("medgossip.peer")
 
@@ -58,7 +60,7 @@ class Peer:
         self.durable = Durable(CheckpointStore(config.checkpoint_dir))
         self.counters = Counters()
         self.metrics = PeerMetrics() if config.metrics_port else None
-        self.inbox = DeltaInbox(self.durable.state.merged, self.durable.state.refused)
+        self._open_inbox()
         self.consent: ConsentWatcher | None = None
         self.recorder: Recorder | None = None
         self.net: GossipNetwork | None = None
@@ -73,6 +75,14 @@ class Peer:
         """this node's sample cap on chain (read in prepare)."""
         self._recorded: list[Recorded] = []
         """records read on chain before the loop started (prepare)."""
+
+    def _open_inbox(self) -> None:
+        """The inbox and the norm book over the durable state; a ready payload waits in
+        the inbox until its norm reference can be decided."""
+        state = self.durable.state
+        self.inbox = DeltaInbox(state.merged, state.refused)
+        self.norms = NormBook(state.norms)
+        self.inbox.gate = lambda p: self.norms.reference(key_of(p.delta_hash)) is not None
 
     @property
     def store(self) -> CheckpointStore:
@@ -106,7 +116,7 @@ class Peer:
             )
         state = self.store.load_state()
         self.durable.state = state
-        self.inbox = DeltaInbox(state.merged, state.refused)
+        self._open_inbox()
         if state.round:
             model, residual = self.store.load_tensors("round", state.round)
             self.learner.load_state(model)
@@ -125,9 +135,10 @@ class Peer:
         config = self.config
         self.consent = ConsentWatcher(self.durable, self.chain.ledger, self.learner.trainer, self.counters, config.chain_poll)
         self.recorder = Recorder(
-            self.durable, self.chain, net, self.address, self.peer_id, config.codec, self.counters, config.chain_poll
+            self.durable, self.chain, net, self.address, self.peer_id, config.codec, self.counters, config.chain_poll,
+            consent=self.consent,
         )
-        prefetcher = Prefetcher(self.inbox, self.chain, net, config, self.counters)
+        prefetcher = Prefetcher(self.inbox, self.chain, net, config, self.counters, self.norms, self.learner.payload_norm)
         missed_keys = self._offer_recorded(self._recorded)
         if missed_keys:
             log.info("found %d recorded delta(s) not merged yet on chain", len(missed_keys))
@@ -160,9 +171,21 @@ class Peer:
         while True:
             await trio.sleep(self.config.chain_poll)
             self._offer_recorded(await trio.to_thread.run_sync(self.chain.refresh))
+            own = [r.key for r in self.norms.missing() if r.author == self.address]
+            if own:  # re-encoded after a front-run, or recorded before a restart
+                for key, norm in (await trio.to_thread.run_sync(self._own_norms, own)).items():
+                    self.norms.learn(key, norm)
+            self.inbox.arrived.fire()  # new records, or time passing, may decide references
+
+    def _own_norms(self, keys: list[str]) -> dict[str, float]:
+        """The norms of our own payloads on disk (worker thread)."""
+        payloads = {key: self.store.load_payload(key) for key in keys}
+        return {key: self.learner.payload_norm(p) for key, p in payloads.items() if p is not None}
 
     def _offer_recorded(self, records: list[Recorded]) -> set[str]:
-        """Offer other nodes' records to the inbox; the keys of those it wanted."""
+        """Put every record in the norm book's chain order; offer other nodes' records to
+        the inbox; the keys of those it wanted."""
+        self.norms.extend(ChainRecord(key_of(r.delta_hash), r.author) for r in records)
         return {
             key_of(r.delta_hash) for r in records
             if r.author != self.address
@@ -201,6 +224,10 @@ class Peer:
             round_ = self.state.round + 1
             self.round_started = time.monotonic()
             self.phases = {}
+            if not await self.recorder.budget.allows_round(self.learner.trainer, self.config.local_steps):
+                self.learner.base_state = self.learner.state()  # privacy budget spent: merge only (node.peer.budget)
+                await self._merge_round(round_, 0)
+                continue
             withdrawn = frozenset(self.consent.withdrawn) if self.consent else frozenset()
             contribution = await self._timed("encode", trio.to_thread.run_sync, self.learner.train_round, round_, withdrawn)
             self.counters.train_seconds += contribution.train_seconds
@@ -229,19 +256,20 @@ class Peer:
         then hand it to the recorder."""
         key = key_of(c.delta_hash)
 
-        def write() -> None:
+        def write() -> float:
             self.store.save_payload(key, c.payload)
             self.store.save_audit(
                 c.round, {"delta_hash": key, "data_root": key_of(c.data_root), "subjects": [key_of(s) for s in c.subjects]}
             )
             self.store.save_tensors("trained", c.round, self.learner.state(), self.learner.encoder.get_residual())
+            return self.learner.payload_norm(c.payload)
 
-        await trio.to_thread.run_sync(write)
+        self.norms.learn(key, await trio.to_thread.run_sync(write))
         self.state.journal.append(
             JournalEntry(
                 # DP-SGD's Poisson batches can exceed the agreed size: declare at most the cap
                 round=c.round, delta_hash=key, base_hash=key_of(c.base_hash), sample_count=min(c.sample_count, self.sample_cap),
-                data_root=key_of(c.data_root), epsilon=c.epsilon,
+                data_root=key_of(c.data_root), epsilon=c.epsilon, epsilon_total=self.learner.trainer.epsilon_total,
             )
         )
         self.state.accountant = self.learner.privacy_state()
@@ -267,7 +295,8 @@ class Peer:
         """
         while True:
             if not self.inbox.has_ready():
-                await self.inbox.arrived.wait()
+                with trio.move_on_after(self.config.chain_poll):
+                    await self.inbox.arrived.wait()
             peers = self.inbox.take(self.config.fan_out)
             if peers:
                 await self._merge_untrained(peers)
@@ -289,6 +318,7 @@ class Peer:
 
     async def _merge(self, round_: int, own_samples: int, peers: list[PeerPayload], late: bool = False) -> None:
         network = self._network(own_samples)
+        peers = [replace(p, reference_norm=self.norms.reference(key_of(p.delta_hash)) or 0.0) for p in peers]
         outcome = await self._timed(
             "merge", trio.to_thread.run_sync, lambda: self.learner.merge(own_samples, peers, network)
         )
@@ -298,8 +328,13 @@ class Peer:
         self.counters.clipped += len(outcome.clipped)
         for delta_hash, reason in outcome.rejected:
             self.counters.drop("undecodable")
+            self.norms.skip(key_of(delta_hash))
             self.inbox.refuse(key_of(delta_hash), "undecodable")
             log.warning("rejected payload delta=%s reason=%s", key_of(delta_hash)[:10], reason)
+        for delta_hash, reason in outcome.over_norm:
+            self.counters.drop("over-norm")
+            self.inbox.refuse(key_of(delta_hash), "over-norm")
+            log.warning("refused payload delta=%s: %s", key_of(delta_hash)[:10], reason)
         self.inbox.settle(outcome.merged, round_)
         self.counters.merged += len(outcome.merged)
         accuracy: tuple[float | None, float | None] = (None, None)
@@ -372,12 +407,14 @@ class Peer:
             recorder=self.recorder.state if self.recorder is not None else "ok",
             accuracy=self.last_accuracy[0],
             eval_accuracy=self.last_accuracy[1],
-            epsilon_total=sum(e.epsilon for e in state.journal),
+            epsilon_total=journal_epsilon_total(state.journal),
+            budget=self.recorder.budget.status() if self.recorder is not None else None,
             merged_total=counters.merged,
             clipped_total=counters.clipped,
             recorded_total=counters.recorded,
             withdrawn_subjects=len(state.withdrawn),
             withdrawals_applied=counters.withdrawals_applied,
+            withdrawals_ignored=counters.withdrawals_ignored,
             excluded_images=counters.excluded_images,
             dropped=dict(counters.dropped),
             gossip_dropped=dict(stats.dropped) if stats is not None else {},

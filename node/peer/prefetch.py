@@ -6,13 +6,16 @@ the registered address behind the announcing peer ID; the fetched bytes must has
 (checked by the transport). Failures come back as data: counted, logged, and passed to
 the inbox, which refuses a delta for good only on a definite answer (recorded by
 another author) and otherwise tries it again later (a chain error, an unreachable or
-lying holder: timing must not decide what a peer merges).
+lying holder: timing must not decide what a peer merges). A fetched payload's norm
+goes into the `NormBook` (node.peer.norms) before it is delivered; one that does not
+decode against our model is refused for good (a property of its bytes).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 
 import trio
 
@@ -20,9 +23,11 @@ from contracts.errors import ChainUnavailable, LedgerError
 from gossip import Announcement, GossipNetwork
 from gossip.errors import FetchFailed, HashMismatch
 from node.config import NodeConfig
+from node.errors import CodecError
 from node.learner import PeerPayload
 from node.peer.chain_view import ChainView
 from node.peer.inbox import DeltaInbox, key_of
+from node.peer.norms import NormBook
 from node.peer.status import Counters
 
 log = logging.getLogger("medgossip.peer")
@@ -30,9 +35,13 @@ log = logging.getLogger("medgossip.peer")
 
 class Prefetcher:
     def __init__(
-        self, inbox: DeltaInbox, chain: ChainView, net: GossipNetwork, config: NodeConfig, counters: Counters
+        self, inbox: DeltaInbox, chain: ChainView, net: GossipNetwork, config: NodeConfig, counters: Counters,
+        norms: NormBook, measure: Callable[[bytes], float],
     ) -> None:
         self.inbox = inbox
+        self.norms = norms
+        self.measure = measure
+        """payload bytes -> the L2 norm of its update (raises CodecError if undecodable)."""
         self.chain = chain
         self.net = net
         self.config = config
@@ -93,6 +102,14 @@ class Prefetcher:
             self.counters.drop(reason)
             log.warning("fetch failed delta=%s: %s", key[:10], exc)
             self.inbox.fail(ann, reason, final=False)
+            return None
+        try:
+            self.norms.learn(key, await trio.to_thread.run_sync(self.measure, payload))
+        except CodecError as exc:
+            self.counters.drop("undecodable")
+            self.norms.skip(key)
+            self.inbox.refuse(key, "undecodable")
+            log.warning("refused delta=%s: %s", key[:10], exc)
             return None
         return PeerPayload(ann.peer_id, ann.delta_hash, payload, record.weight, record.author, record.round)
 

@@ -35,7 +35,7 @@ def learner_settings(config: NodeConfig) -> LearnerSettings:
     return LearnerSettings(
         model=config.model, image_size=config.image_size, num_classes=config.num_classes,
         genesis_seed=config.genesis_seed, seed=config.seed, local_steps=config.local_steps,
-        batch_size=config.batch_size, lr=config.lr, merge=config.merge, norm_bound=config.norm_bound, codec=config.codec,
+        batch_size=config.batch_size, lr=config.lr, merge=config.merge, norm_bound=config.norm_bound, norm_refuse=config.norm_refuse, codec=config.codec,
         topk_fraction=config.topk_fraction, holdout_fraction=config.holdout_fraction, dp=dp,
     )
 

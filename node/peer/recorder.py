@@ -10,9 +10,23 @@ meets a journal entry it cannot get past:
     our hash, another author   front-run: one warning naming the front-runner; the payload
                                is re-encoded with a fresh nonce (a new hash) and recorded again
     revoked, stale round,      rejected for good: the entry says why, the status shows it,
-    over the cap               the queue moves on
+    over the cap or budget,    the queue moves on
+    unrecordable entry
     chain down, tx failed,     left queued, retried every chain_poll
     not mined in time
+
+Just before an entry is sent, the withdrawals mined since the consent watcher's last
+poll are applied; an entry whose round used a subject withdrawn since (for us: by token,
+or by this node) is rejected, never recorded nor announced: every contribution recorded
+after a withdrawal leaves the subject out, which `medgossip audit prove` shows and
+`audit verify` checks. The round's update stays in this peer's own model only. (On a
+chain that does not mine at once, a withdrawal mined between this read and the record
+can still slip through: `audit prove` names such a round.)
+
+The epsilon it records telescopes (`node.peer.budget`): the increase of the accountant's
+total after the entry's round over what the chain has summed, read just before sending.
+Between polls it reads this node's privacy budget on chain for the training gate
+(`self.budget`).
 """
 
 from __future__ import annotations
@@ -25,16 +39,22 @@ import trio
 from contracts.errors import (
     ChainUnavailable,
     DuplicateContribution,
+    InvalidInput,
     LedgerError,
     NodeRevoked,
     NotRegistered,
+    PrivacyBudgetExceeded,
     SampleCountOverCap,
     StaleRound,
 )
+from contracts.ledger import EPSILON_SCALE
+from contracts.records import NodeInfo
 from gossip import Announcement, GossipNetwork
 from node.checkpoint import JournalEntry
 from node.codec import rebind
+from node.peer.budget import PrivacyBudget, micros_to_record
 from node.peer.chain_view import ChainView
+from node.peer.consent import ConsentWatcher
 from node.peer.durable import Durable
 from node.peer.status import Counters
 
@@ -55,9 +75,11 @@ class Answer:
 class Recorder:
     def __init__(
         self, durable: Durable, chain: ChainView, net: GossipNetwork, address: str, peer_id: str,
-        codec: str, counters: Counters, poll: float,
+        codec: str, counters: Counters, poll: float, consent: ConsentWatcher | None = None,
     ) -> None:
         self.durable = durable
+        self.consent = consent
+        """applies the latest withdrawals just before each record (None: not checked)."""
         self.chain = chain
         self.net = net
         self.address = address
@@ -67,6 +89,8 @@ class Recorder:
         self.poll = poll
         self.state = "ok"
         """what the recorder is doing, for the status: "ok" or why contributions wait."""
+        self.budget = PrivacyBudget(poll)
+        """this node's privacy budget as last read on chain (read here, between polls)."""
         self._wakeup = trio.Event()
         self._idle = trio.Event()
 
@@ -77,6 +101,7 @@ class Recorder:
     async def run(self) -> None:
         while True:
             await self._record_queued()
+            self.budget.seen(await trio.to_thread.run_sync(self._node_info))
             if not self.durable.state.queued():
                 self._idle.set()
             with trio.move_on_after(self.poll):
@@ -94,6 +119,13 @@ class Recorder:
     async def _record_queued(self) -> None:
         state = self.durable.state
         for entry in state.queued():
+            used = await self._withdrawn_since(entry)
+            if used:
+                reason = f"trained on {len(used)} subject(s) withdrawn since ({', '.join(s[:10] for s in used)}): not recorded"
+                state.mark_rejected(entry.delta_hash, reason)
+                await self.durable.save()
+                log.warning("round=%d delta=%s %s", entry.round, entry.delta_hash[:10], reason)
+                continue
             answer = await trio.to_thread.run_sync(self._send, entry)
             if answer.kind == "retry":
                 self.state = answer.detail
@@ -131,6 +163,20 @@ class Recorder:
                 )
             )
 
+    async def _withdrawn_since(self, entry: JournalEntry) -> list[str]:
+        """The subjects of the entry's round that we must obey a withdrawal of, read from
+        the chain now (its last known withdrawals if the chain cannot answer: the send
+        would be retried then anyway)."""
+        if self.consent is None:
+            return []
+        try:
+            await self.consent.apply_new()
+        except ChainUnavailable:
+            pass
+        audit = await trio.to_thread.run_sync(self.durable.store.load_audit, entry.round)
+        used = set(audit.get("subjects", [])) if audit else set()
+        return sorted(used & set(self.durable.state.withdrawn))
+
     def _send(self, entry: JournalEntry) -> Answer:
         """Send the transaction (blocking) and say what the chain answered."""
         ledger = self.chain.ledger
@@ -138,7 +184,7 @@ class Recorder:
         try:
             tx = ledger.record_contribution(
                 delta, bytes.fromhex(entry.base_hash[2:]), entry.round, entry.sample_count,
-                bytes.fromhex(entry.data_root[2:]), entry.epsilon,
+                bytes.fromhex(entry.data_root[2:]), self._epsilon(entry),
             )
             return Answer("recorded", tx.tx_hash, tx.block_number)
         except (DuplicateContribution, StaleRound) as exc:
@@ -152,12 +198,33 @@ class Recorder:
             if isinstance(exc, DuplicateContribution):
                 return Answer("front-run", detail=ref.author if ref is not None else "another node")
             return Answer("rejected", detail=str(exc))
+        except PrivacyBudgetExceeded as exc:
+            return Answer("rejected", detail=f"privacy budget spent: {exc}")
         except (NodeRevoked, NotRegistered, SampleCountOverCap) as exc:
             return Answer("rejected", detail=str(exc))
+        except InvalidInput as exc:  # e.g. an epsilon that is not finite: no retry will do
+            return Answer("rejected", detail=f"unrecordable: {exc}")
         except ChainUnavailable:
             return Answer("retry", detail="chain unavailable")
         except LedgerError as exc:  # a failed or unmined transaction, no funds...: not final
             return Answer("retry", detail=f"chain error: {exc}")
+
+    def _epsilon(self, entry: JournalEntry) -> float:
+        """The epsilon to record for `entry` (blocking): its accountant total over the
+        chain's sum, so the two stay equal; as journaled if the entry has no total."""
+        if entry.epsilon_total is None:
+            return entry.epsilon
+        if entry.epsilon_total == 0.0:
+            return 0.0
+        info = self.chain.ledger.node_info(self.address)
+        return micros_to_record(entry.epsilon_total, info.epsilon_spent_micros if info else 0) / EPSILON_SCALE
+
+    def _node_info(self) -> NodeInfo | None:
+        """This node on chain (blocking); None if the chain cannot say now."""
+        try:
+            return self.chain.ledger.node_info(self.address)
+        except LedgerError:
+            return None
 
     def _rebind(self, entry: JournalEntry) -> str | None:
         """Re-encode our payload with the next nonce; store it (and its audit record).

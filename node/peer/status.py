@@ -12,10 +12,13 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gossip.files import atomic_write
 from node.errors import PeerError
+
+if TYPE_CHECKING:
+    from node.checkpoint import JournalEntry  # imports torch: `node status` must not
 
 STATUS_FILE = "status.json"
 
@@ -29,6 +32,8 @@ class Counters:
     clipped: int = 0
     recorded: int = 0
     withdrawals_applied: int = 0
+    withdrawals_ignored: int = 0
+    """withdrawals by commitment sent by another node: on chain, not obeyed (DESIGN.md)."""
     excluded_images: int = 0
     train_seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
@@ -43,6 +48,33 @@ class LastContribution:
     delta_hash: str
     status: str
     tx_hash: str
+
+
+BUDGET_SPENT = "privacy budget spent"
+"""`PrivacyBudgetStatus.state` of a peer that no longer trains: its next round would
+take its lifetime epsilon over the budget the admin set for it on chain."""
+
+
+@dataclass(frozen=True)
+class PrivacyBudgetStatus:
+    """The node's privacy budget as the peer last read it on chain (node_info), beside
+    what its own accountant says. Figures are epsilon; None: not known yet."""
+
+    state: str
+    """"ok" (trains), BUDGET_SPENT (merges and serves only), or "unknown" (not read yet)."""
+    budget: float | None
+    recorded: float | None
+    """epsilon spent as the chain sums it (the recorded per-round epsilons)."""
+    next_round_total: float | None
+    """the lifetime epsilon the next round would bring (None: not computed, or no DP)."""
+
+
+def journal_epsilon_total(journal: list[JournalEntry]) -> float:
+    """The accountant's lifetime epsilon as the journal knows it: the total after the
+    last trained round (entries from before totals were journaled: the sum of rounds)."""
+    if journal and journal[-1].epsilon_total is not None:
+        return journal[-1].epsilon_total
+    return sum(e.epsilon for e in journal)
 
 
 @dataclass(frozen=True)
@@ -66,12 +98,15 @@ class PeerStatus:
     accuracy: float
     eval_accuracy: float | None
     epsilon_total: float
+    """the accountant's lifetime epsilon (what the chain's recorded total telescopes to)."""
+    budget: PrivacyBudgetStatus | None
     merged_total: int
     clipped_total: int
     """merged updates whose norm was clipped to the bound."""
     recorded_total: int
     withdrawn_subjects: int
     withdrawals_applied: int
+    withdrawals_ignored: int
     excluded_images: int
     dropped: dict[str, int]
     gossip_dropped: dict[str, int]
@@ -81,6 +116,16 @@ class PeerStatus:
     wall_seconds: float
     updated: float
     """wall-clock time (epoch seconds) this snapshot was taken."""
+
+    def epsilon_summary(self) -> str:
+        """The lifetime epsilon against the budget, one line (`node status`, the demo)."""
+        budget = self.budget
+        if budget is None or budget.budget is None:
+            return f"{self.epsilon_total:.4f} (budget not read yet)"
+        text = f"{self.epsilon_total:.4f} of {budget.budget:.4f}"
+        if budget.recorded is not None and round(budget.recorded, 6) != round(self.epsilon_total, 6):
+            text += f" ({budget.recorded:.4f} on chain)"
+        return text + (f": {BUDGET_SPENT}" if budget.state == BUDGET_SPENT else "")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,9 +142,10 @@ class PeerStatus:
                 "it was written by another version or cut short; restart the peer to rewrite it"
             )
         values = {f.name: raw[f.name] for f in fields(cls)}
-        last = values["last_contribution"]
+        last, budget = values["last_contribution"], values["budget"]
         try:
             values["last_contribution"] = None if last is None else LastContribution(**last)
+            values["budget"] = None if budget is None else PrivacyBudgetStatus(**budget)
             status = cls(**values)
         except TypeError as exc:
             raise PeerError(f"{source} has a malformed field: {exc}") from exc

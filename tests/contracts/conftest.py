@@ -61,12 +61,17 @@ SAMPLE_CAP = 1_000
 
 @pytest.fixture
 def registered_node(chain: Chain, admin: AuditLedger) -> Callable[..., AuditLedger]:
-    """Factory: a funded node registered with `sample_cap`, and its handle."""
+    """Factory: a funded node registered with `sample_cap` and `epsilon_budget` (the
+    binding's default unless given), and its handle."""
 
-    def make(sample_cap: int = SAMPLE_CAP) -> AuditLedger:
+    def make(sample_cap: int = SAMPLE_CAP, epsilon_budget: float | None = None) -> AuditLedger:
         key = chain.funded_key()
         handle = chain.handle(key)
-        admin.register_node(handle.account or "", b"\x00\x25peer-" + bytes.fromhex(key[2:6]), sample_cap)
+        peer_id = b"\x00\x25peer-" + bytes.fromhex(key[2:6])
+        if epsilon_budget is None:
+            admin.register_node(handle.account or "", peer_id, sample_cap)
+        else:
+            admin.register_node(handle.account or "", peer_id, sample_cap, epsilon_budget=epsilon_budget)
         return handle
 
     return make

@@ -23,7 +23,7 @@ from contracts.errors import (
     SampleCountOverCap,
     StaleRound,
 )
-from contracts.ledger import AuditLedger, account_address, new_private_key
+from contracts.ledger import DEFAULT_EPSILON_BUDGET, AuditLedger, account_address, new_private_key
 from contracts.records import (
     ConsentWithdrawn,
     ContributionRecorded,
@@ -32,6 +32,7 @@ from contracts.records import (
     NodeInfo,
     NodeRegistered,
     NodeRevocation,
+    PrivacyBudgetSet,
     SampleCapSet,
 )
 from tests.contracts.conftest import SAMPLE_CAP, Chain
@@ -65,9 +66,13 @@ def test_register_node_emits_event_and_sets_node_info(chain: Chain, admin: Audit
     assert result.events == (
         NodeRegistered(address, b"\x00\x25peer", result.block_number, result.tx_hash),
         SampleCapSet(address, 320, result.block_number, result.tx_hash),
+        PrivacyBudgetSet(address, DEFAULT_EPSILON_BUDGET, 10_000_000, result.block_number, result.tx_hash),
     )
     assert result.event == result.events[0]
-    assert admin.node_info(address) == NodeInfo(address, b"\x00\x25peer", True, 320, 0, None)
+    assert admin.node_info(address) == NodeInfo(
+        address, b"\x00\x25peer", True, 320, 0, None,
+        epsilon_budget=10.0, epsilon_spent=0.0, epsilon_budget_micros=10_000_000, epsilon_spent_micros=0,
+    )
     assert admin.is_active_node(address)
     assert [r.node for r in admin.node_registrations()] == [address]
     assert admin.registered_nodes() == [admin.node_info(address)]
@@ -94,13 +99,13 @@ def test_register_node_errors(chain: Chain, admin: AuditLedger, registered_node)
     with pytest.raises(InvalidInput, match="peer_id"):
         admin.register_node(address, b"", 10)
     with pytest.raises(RejectedArgument) as empty:
-        admin._transact("registerNode", (address, b"", 10))
+        admin._transact("registerNode", (address, b"", 10, 0))
     assert (empty.value.error_name, empty.value.error_args) == ("AuditLedgerEmptyPeerId", ())
     for bad_cap in (0, 2**32, True):
         with pytest.raises(InvalidInput, match="sample_cap"):
             admin.register_node(address, b"peer", bad_cap)
     with pytest.raises(RejectedArgument) as zero_cap:
-        admin._transact("registerNode", (address, b"peer", 0))
+        admin._transact("registerNode", (address, b"peer", 0, 0))
     assert (zero_cap.value.error_name, zero_cap.value.error_args) == ("AuditLedgerZeroSampleCap", ())
     assert str(zero_cap.value) == "the contract rejected a zero sample cap"
     assert admin.node_info(address) is None  # nothing was registered
@@ -326,7 +331,8 @@ def test_withdraw_consent_by_custodian(chain: Chain, registered_node) -> None:
 
     assert result.event == ConsentWithdrawn(subject, node.account or "", False,
                                             result.block_number, result.tx_hash)
-    assert node.is_withdrawn(subject)
+    assert node.is_withdrawn_for(subject, node.account or "")
+    assert not node.is_withdrawn(subject)  # by token only: a custodian's binds itself alone
     assert node.withdrawals(subject=subject) == [result.event]
     with pytest.raises(AlreadyWithdrawn) as again:
         node.withdraw_consent(subject)

@@ -107,4 +107,4 @@ def test_two_handles_on_one_key_recover_the_stale_nonce(chain: Chain, admin: Aud
     result = first.withdraw_consent(keccak(b"s3"))
 
     # Assert: the nonce was re-read from the chain and the transaction mined
-    assert result.event is not None and first.is_withdrawn(keccak(b"s3"))
+    assert result.event is not None and first.is_withdrawn_for(keccak(b"s3"), first.account or "")

@@ -10,6 +10,7 @@ from gossip import Announcement
 from node.config import NodeConfig
 from node.peer.chain_view import ChainView, Verified
 from node.peer.inbox import DeltaInbox, key_of
+from node.peer.norms import NormBook
 from node.peer.prefetch import Prefetcher
 from node.peer.status import Counters
 from tests.contracts.conftest import Chain
@@ -116,8 +117,10 @@ async def test_a_chain_error_mid_verification_is_unknown_and_retried_never_a_ref
     counters = Counters()
     ann = Announcement(author.peer_id, 1, delta.delta_hash, delta.size, "fp32", {})
     inbox.offer(ann)
+    norms = NormBook({})
     prefetcher = Prefetcher(
-        inbox, ChainView(FailingOnce(admin)), Holder(delta.payload), NodeConfig(fan_out=2), counters  # type: ignore[arg-type]
+        inbox, ChainView(FailingOnce(admin)), Holder(delta.payload), NodeConfig(fan_out=2), counters,  # type: ignore[arg-type]
+        norms, measure=lambda payload: 1.5,
     )
 
     first = await prefetcher.pull_one(ann)
@@ -128,3 +131,4 @@ async def test_a_chain_error_mid_verification_is_unknown_and_retried_never_a_ref
 
     assert second is not None and second.payload == delta.payload
     assert (second.author, second.round, second.sample_count) == (author.address, 1, 40)
+    assert norms.norms == {key_of(delta.delta_hash): 1.5}  # measured before it is delivered

@@ -117,7 +117,7 @@ class Byzantine:
         (base state, honest delta, count, data root)."""
         from node.aggregate import is_finite, l2_norm
         from node.learner import Network
-        from node.merkle import merkle_root
+        from node.merkle import data_root
 
         honest_norm = 0.0
         if inbound:
@@ -141,7 +141,7 @@ class Byzantine:
         self.reference = next(
             (n for n in (honest_norm, l2_norm(delta)) if 0 < n < 1e6), 1.0
         )  # once the honest models are wrecked, their norms say nothing
-        return base, delta, min(report.sample_count, self.cap), merkle_root(report.subjects_used)
+        return base, delta, min(report.sample_count, self.cap), data_root(report.subjects_used)
 
     def crafted(self, delta: dict[str, Any]) -> list[dict[str, Any]]:
         """The delta(s) we send this round instead of the honest one, sized in multiples

@@ -1,6 +1,6 @@
 """The binding and devnet against a real anvil: two node processes recording 200
 contributions (while withdrawing consents on the same key), queries, withdrawals, sample
-caps and rounds, a restart that keeps the records, bad input."""
+caps, privacy budgets and rounds, a restart that keeps the records, bad input."""
 
 from __future__ import annotations
 
@@ -23,10 +23,17 @@ from contracts.errors import (
     NodeRevoked,
     NotAdmin,
     NotRegistered,
+    PrivacyBudgetExceeded,
     SampleCountOverCap,
     StaleRound,
 )
-from contracts.ledger import AuditLedger, account_address, new_private_key
+from contracts.ledger import (
+    DEFAULT_EPSILON_BUDGET,
+    AuditLedger,
+    account_address,
+    epsilon_to_micros,
+    new_private_key,
+)
 from devnet import (
     AnvilNotFound,
     DevnetInfo,
@@ -58,7 +65,11 @@ def _break_checksum(address: str) -> str:
 
 @pytest.mark.slow
 def test_two_node_processes_record_200_contributions(devnet: DevnetInfo, tmp_path: Path) -> None:
-    # Prepare: one OS process per node, each with its own key.
+    # Prepare: one OS process per node, each with its own key; each writer spends 49.5
+    # epsilon (0.00, 0.01, ... 0.99), so the admin raises their budgets first.
+    admin = AuditLedger(devnet.rpc_url, devnet.contract, devnet.admin_key)
+    for node in devnet.nodes:
+        admin.set_privacy_budget(node.address, 50.0)
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.integration.ledger_writer", devnet.rpc_url,
@@ -86,6 +97,8 @@ def test_two_node_processes_record_200_contributions(devnet: DevnetInfo, tmp_pat
         assert [c.round for c in mine] == list(range(1, 101))
         assert {c.node for c in mine} == {node.address}
         assert reader.node_info(node.address).last_round == 100  # type: ignore[union-attr]
+        spent = sum(epsilon_to_micros(c.epsilon_spent) for c in mine)
+        assert reader.node_info(node.address).epsilon_spent_micros == spent == 49_500_000  # type: ignore[union-attr]
         assert {"0x" + w.subject.hex() for w in reader.withdrawals(by=node.address)} == set(result["subjects"])
         assert len(result["subjects"]) == 30
     round3 = reader.contributions(round=3)
@@ -111,7 +124,8 @@ def test_withdrawals_by_token_and_by_custodian(devnet: DevnetInfo) -> None:
     by_token = relayer.withdraw_consent_with_token(token)
     by_node = custodian.withdraw_consent(subject)
 
-    assert relayer.is_withdrawn(keccak(token)) and relayer.is_withdrawn(subject)
+    assert relayer.is_withdrawn(keccak(token)) and not relayer.is_withdrawn(subject)
+    assert relayer.is_withdrawn_for(subject, custodian.account or "")  # binds its sender only
     listed = relayer.withdrawals()
     assert [(w.subject, w.by, w.by_token) for w in listed] == [
         (keccak(token), relayer.account, True),
@@ -144,7 +158,7 @@ def test_restart_keeps_records(devnet_dir: Path) -> None:
     assert again.anvil_pid != info.anvil_pid
     reader = AuditLedger(again.rpc_url, again.contract)
     assert reader.contributions(node=info.nodes[0].address) == [recorded.event]
-    assert reader.is_withdrawn(keccak(b"kept-subject"))
+    assert reader.is_withdrawn_for(keccak(b"kept-subject"), info.nodes[0].address)
     assert reader.is_active_node(info.nodes[0].address)
     kept = reader.node_info(info.nodes[0].address)  # the node's slot survives too
     assert kept is not None and (kept.sample_cap, kept.last_round) == (DEFAULT_SAMPLE_CAP, 5)
@@ -154,6 +168,30 @@ def test_restart_keeps_records(devnet_dir: Path) -> None:
         fresh.record_contribution(keccak(b"after"), BASE, 5, 64, ROOT, 0.0)
     assert stale.value.error_args == (info.nodes[0].address, 5, 5)
     fresh.record_contribution(keccak(b"after"), BASE, 6, 64, ROOT, 0.0)
+
+
+def test_privacy_budget_is_enforced_on_anvil(devnet: DevnetInfo) -> None:
+    admin = AuditLedger(devnet.rpc_url, devnet.contract, devnet.admin_key)
+    node = AuditLedger(devnet.rpc_url, devnet.contract, devnet.nodes[1].private_key)
+    address = devnet.nodes[1].address
+    changed = admin.set_privacy_budget(address, 0.5)
+    node.record_contribution(keccak(b"b1"), BASE, 1, 10, ROOT, 0.3)
+
+    # anvil's revert data decodes the same, at estimation and after mining
+    with pytest.raises(PrivacyBudgetExceeded) as early:
+        node.record_contribution(keccak(b"b2"), BASE, 2, 10, ROOT, 0.3)
+    mined = node.submit_contribution(keccak(b"b2"), BASE, 2, 10, ROOT, 0.3, gas=80_000)
+    with pytest.raises(PrivacyBudgetExceeded) as late:
+        node.wait_for(mined)
+
+    assert early.value.error_args == late.value.error_args == (address, 300_000, 300_000, 500_000)
+    info = node.node_info(address)
+    assert info is not None and (info.epsilon_spent, info.epsilon_budget, info.last_round) == (0.3, 0.5, 1)
+    changes = node.budget_changes(node=address)
+    assert [c.epsilon_budget for c in changes] == [DEFAULT_EPSILON_BUDGET, 0.5]  # registration, change
+    assert changes[-1] == changed.event
+    node.record_contribution(keccak(b"b2"), BASE, 2, 10, ROOT, 0.2)  # exactly the rest
+    assert node.node_info(address).epsilon_spent_micros == 500_000  # type: ignore[union-attr]
 
 
 def test_devnet_identities_are_fresh_and_consistent(devnet: DevnetInfo, devnet_dir: Path) -> None:
@@ -169,8 +207,9 @@ def test_devnet_identities_are_fresh_and_consistent(devnet: DevnetInfo, devnet_d
     assert account_address(ANVIL_FUNDER_KEY) not in {n.address for n in devnet.nodes}
     assert reader.admin() == devnet.admin != account_address(ANVIL_FUNDER_KEY)
     assert DevnetInfo.load(devnet_dir) == devnet
-    assert [(n.sample_cap, n.last_round, n.revoked_at_block) for n in reader.registered_nodes()] == [
-        (DEFAULT_SAMPLE_CAP, 0, None)] * len(devnet.nodes)
+    assert [(n.sample_cap, n.last_round, n.revoked_at_block, n.epsilon_budget, n.epsilon_spent)
+            for n in reader.registered_nodes()] == [
+        (DEFAULT_SAMPLE_CAP, 0, None, DEFAULT_EPSILON_BUDGET, 0.0)] * len(devnet.nodes)
 
 
 def test_bad_input_and_wrong_senders_are_clear_errors(devnet: DevnetInfo) -> None:

@@ -15,21 +15,22 @@ from pathlib import Path
 import pytest
 from eth_hash.auto import keccak
 
-from contracts.ledger import AuditLedger
+from contracts.ledger import DEFAULT_EPSILON_BUDGET, AuditLedger
 from devnet import DevnetInfo, free_port, stop_devnet
-from contracts.errors import SampleCountOverCap
+from contracts.errors import PrivacyBudgetExceeded, SampleCountOverCap
 from tests.cli_helpers import call, one_clear_line, run
 
 pytestmark = pytest.mark.slow  # anvil and the CLI as separate processes
 
 DEV_CAP = 200
+DEV_BUDGET = 2.0
 
 
 @pytest.fixture
 def cli_devnet(tmp_path: Path):
     workdir = tmp_path / "run" / "devnet"
     started = call("devnet", "start", "--dir", str(workdir), "--port", str(free_port()), "--nodes", "2",
-                   "--sample-cap", str(DEV_CAP))
+                   "--sample-cap", str(DEV_CAP), "--epsilon-budget", str(DEV_BUDGET))
     assert started.returncode == 0, started.stderr
     try:
         yield workdir
@@ -57,11 +58,14 @@ def test_devnet_ledger_consent_admin_commands(cli_devnet: Path, tmp_path: Path) 
     assert table.returncode == 0, table.stderr
     assert "contributions (6)" in table.stdout and "node-1" in table.stdout
     assert "nodes (2)" in table.stdout and "sample cap" in table.stdout
+    assert "epsilon spent / budget" in table.stdout and table.stdout.count("0.75 / 2") == 2
     by_node = json.loads(call("ledger", "query", "--devnet", devnet_file, "--node", "node-0", "--json").stdout)
     assert [c["round"] for c in by_node["contributions"]] == [1, 2, 3]
     assert {c["node"] for c in by_node["contributions"]} == {info.nodes[0].address}
     assert [(n["address"], n["active"], n["sample_cap"], n["last_round"], n["revoked_at_block"])
             for n in by_node["nodes"]] == [(info.nodes[0].address, True, DEV_CAP, 3, None)]
+    assert [(n["epsilon_spent"], n["epsilon_budget"], n["epsilon_spent_micros"], n["epsilon_budget_micros"])
+            for n in by_node["nodes"]] == [(0.75, DEV_BUDGET, 750_000, 2_000_000)]
     delta = "0x" + keccak(b"1-2").hex()
     by_delta = json.loads(call("ledger", "query", "--devnet", devnet_file, "--delta", delta, "--json").stdout)
     assert [(c["node"], c["round"]) for c in by_delta["contributions"]] == [(info.nodes[1].address, 2)]
@@ -105,6 +109,28 @@ def test_devnet_ledger_consent_admin_commands(cli_devnet: Path, tmp_path: Path) 
     one_clear_line(call("admin", "set-sample-cap", "--devnet", devnet_file, "--address", "node-1",
                         "--cap", "10", "--key", str(key_file)), "not the consortium admin")
 
+    # admin: lower node-1's privacy budget below the next record; that record is refused
+    lowered = call("admin", "set-privacy-budget", "--devnet", devnet_file, "--address", "node-1",
+                   "--epsilon", "0.9", "--json")
+    assert lowered.returncode == 0, lowered.stderr
+    event = json.loads(lowered.stdout)["event"]
+    assert (event["node"], event["epsilon_budget"], event["epsilon_budget_micros"]) == (
+        info.nodes[1].address, 0.9, 900_000)
+    with pytest.raises(PrivacyBudgetExceeded) as spent:
+        AuditLedger(info.rpc_url, info.contract, info.nodes[1].private_key).record_contribution(
+            keccak(b"1-4"), keccak(b"g"), 4, 50, keccak(b"r"), 0.25)
+    assert spent.value.error_args == (info.nodes[1].address, 750_000, 250_000, 900_000)
+    assert "0.75 / 0.9" in call("ledger", "query", "--devnet", devnet_file, "--node", "node-1").stdout
+    plain = call("admin", "set-privacy-budget", "--devnet", devnet_file, "--address", "node-1",
+                 "--epsilon", "1")
+    assert plain.returncode == 0 and "privacy budget of" in plain.stdout
+    one_clear_line(call("admin", "set-privacy-budget", "--devnet", devnet_file, "--address", "node-1",
+                        "--epsilon", "5", "--key", str(key_file)), "not the consortium admin")
+    one_clear_line(call("admin", "set-privacy-budget", "--devnet", devnet_file, "--address", "node-1",
+                        "--epsilon", "2e6"), "epsilon_budget", "too large")
+    assert call("admin", "set-privacy-budget", "--devnet", devnet_file, "--address", "node-1",
+                "--epsilon", "-1").returncode == 2  # refused by the option itself
+
     # admin: revoke node-1, which then cannot withdraw; the listing keeps its revocation block
     revoked = call("admin", "revoke-node", "--devnet", devnet_file, "--address", "node-1", "--json")
     assert revoked.returncode == 0, revoked.stderr
@@ -116,6 +142,8 @@ def test_devnet_ledger_consent_admin_commands(cli_devnet: Path, tmp_path: Path) 
     assert "revoked" in call("ledger", "query", "--devnet", devnet_file, "--node", "node-1").stdout
     one_clear_line(call("admin", "set-sample-cap", "--devnet", devnet_file, "--address", "node-1",
                         "--cap", "10"), "revoked")
+    one_clear_line(call("admin", "set-privacy-budget", "--devnet", devnet_file, "--address", "node-1",
+                        "--epsilon", "3"), "revoked")
     genesis = call("admin", "set-genesis", "--devnet", devnet_file, "--hash", "0x" + keccak(b"g").hex())
     assert genesis.returncode == 0
     one_clear_line(call("admin", "set-genesis", "--devnet", devnet_file, "--hash", "0x" + "12" * 32),
@@ -139,14 +167,24 @@ def test_admin_register_node_checks_peer_id_and_address(cli_devnet: Path) -> Non
     assert missing_cap.returncode == 2 and "--sample-cap" in missing_cap.stderr
     assert call("admin", "register-node", "--devnet", devnet_file, "--peer-id", peer_id,
                 "--sample-cap", "0").returncode == 2  # refused before any transaction
+    for bad in ("-0.5", "nan"):
+        assert call("admin", "register-node", "--devnet", devnet_file, "--peer-id", peer_id,
+                    "--sample-cap", "64", "--epsilon-budget", bad).returncode == 2
+    one_clear_line(call("admin", "register-node", "--devnet", devnet_file, "--peer-id", peer_id,
+                        "--sample-cap", "64", "--epsilon-budget", "2e6"), "epsilon_budget", "too large")
     ok = call("admin", "register-node", "--devnet", devnet_file, "--peer-id", peer_id,
-              "--sample-cap", "64", "--json")
+              "--sample-cap", "64", "--epsilon-budget", "3.5", "--json")
     assert ok.returncode == 0, ok.stderr
     address = eth_address_from_peer_id(peer_id)
     events = json.loads(ok.stdout)["events"]
-    assert [(e["node"], e.get("sample_cap")) for e in events] == [(address, None), (address, 64)]
+    assert [(e["node"], e.get("sample_cap"), e.get("epsilon_budget")) for e in events] == [
+        (address, None, None), (address, 64, None), (address, None, 3.5)]
     listed = json.loads(call("ledger", "query", "--devnet", devnet_file, "--node", address, "--json").stdout)
-    assert [(n["sample_cap"], n["last_round"]) for n in listed["nodes"]] == [(64, 0)]
+    assert [(n["sample_cap"], n["last_round"], n["epsilon_budget"], n["epsilon_spent"])
+            for n in listed["nodes"]] == [(64, 0, 3.5, 0.0)]
+    default = call("admin", "register-node", "--devnet", devnet_file, "--sample-cap", "8", "--json",
+                   "--peer-id", peer_id_from_secret(generate_secret()))
+    assert json.loads(default.stdout)["events"][-1]["epsilon_budget"] == DEFAULT_EPSILON_BUDGET
     one_clear_line(call("admin", "register-node", "--devnet", devnet_file, "--peer-id", peer_id,
                         "--sample-cap", "64"), "already registered")
     one_clear_line(call("admin", "register-node", "--devnet", devnet_file, "--peer-id", "not-a-peer",

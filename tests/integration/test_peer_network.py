@@ -20,7 +20,7 @@ fails at once, saying so, if the peers finish theirs first.
    checkpoint while the others keep going; journal == chain, nothing twice or lost
    (last: it needs the fewest rounds of the others);
 5. the finished run, after episodes 1-4: every merged delta recorded on chain by the
-   peer that announced it, every round's data root = merkle_root(its audited subjects),
+   peer that announced it, every round's data root = data_root(its audited subjects),
    journals == chain, the withdrawn subject in no round trained after the withdrawal;
 6. convergence well above isolated training on the same data and steps.
 """
@@ -45,7 +45,7 @@ from gossip.transfer import keccak256
 from node.checkpoint import NodeState
 from node.cli.localnet import LocalNet, PeerHandle, create, tail
 from node.config import NodeConfig
-from node.merkle import merkle_root
+from node.merkle import data_root
 from tests.integration.peer_harness import Adversary, logs, start_adversary, state, status, wait_until
 
 pytestmark = pytest.mark.slow
@@ -475,13 +475,13 @@ def test_the_chain_audits_every_merge_and_every_round(
             assert ref.author == author_of[delta_hash] != address_of(peer)
         for name, h in adversaries.hashes.items():
             assert hexh(h) not in st.merged, f"{peer.name} merged the {name} host's delta"
-        # the local audit trail: data root on chain = merkle root of the audited subjects
+        # the local audit trail: data root on chain = data_root of the audited subjects
         recorded = {hexh(c.delta_hash): c for c in ledger.contributions(node=address_of(peer))}
         for e in st.journal:
             audit = peer.store.load_audit(e.round)
             assert audit is not None and audit["delta_hash"] == e.delta_hash, f"{peer.name} round {e.round}"
             subjects = [bytes.fromhex(s[2:]) for s in audit["subjects"]]
-            assert merkle_root(subjects) == recorded[e.delta_hash].data_root, f"{peer.name} round {e.round}"
+            assert data_root(subjects) == recorded[e.delta_hash].data_root, f"{peer.name} round {e.round}"
             if e.round > withdrawal.applied_at[peer.name]:
                 assert withdrawal.subject not in subjects, f"{peer.name} round {e.round} used a withdrawn subject"
     assert all(withdrawal.subject in audit_subjects(net.peers[0], r) for r in withdrawal.used_before)

@@ -15,7 +15,7 @@ import torch
 from node.codec import decode_delta
 from node.errors import EncodingError
 from node.learner import Contribution, Learner, LearnerSettings, Network, PeerPayload
-from node.merkle import merkle_root
+from node.merkle import data_root
 from tests.node.learning_data import digits_image_set
 
 SETTINGS = LearnerSettings(local_steps=3, batch_size=16, lr=0.1)
@@ -40,7 +40,7 @@ def test_train_round_encodes_the_delta_and_commits_to_the_subjects_used() -> Non
     after = learner.state()
     for name, delta in decoded.tensors.items():
         assert torch.allclose(start[name] + delta, after[name], atol=1e-6)
-    assert c.data_root == merkle_root(c.subjects) and c.subjects
+    assert c.data_root == data_root(c.subjects) and c.subjects
     assert 0 < c.sample_count <= SETTINGS.local_steps * SETTINGS.batch_size
 
 
@@ -116,17 +116,30 @@ def honest_and_victim(settings: LearnerSettings = SETTINGS) -> tuple[PeerPayload
     return honest, victim, victim.train_round(1, frozenset())
 
 
-def test_an_update_far_over_recent_norms_is_clipped_so_one_peer_cannot_take_over() -> None:
+def test_an_update_over_its_reference_norm_is_clipped_and_far_over_it_refused() -> None:
     honest, victim, own = honest_and_victim()
     start = victim.base_state
-    attack = poisoned(victim, honest, factor=100.0)
+    honest_norm = victim.payload_norm(honest.payload)
+    network = Network(nodes=2, mean_samples=float(own.sample_count))
+    boosted = replace(poisoned(victim, honest, factor=3.0, name="boosted"), reference_norm=honest_norm)
+    flipped = replace(poisoned(victim, honest, factor=-10.0, name="flipped"), reference_norm=honest_norm)
 
-    outcome = victim.merge(own.sample_count, [attack], Network(nodes=2, mean_samples=float(own.sample_count)))
+    outcome = victim.merge(own.sample_count, [boosted, flipped], network)
 
     moved = sum(float(torch.sum((victim.state()[k] - start[k]) ** 2)) for k in start if start[k].is_floating_point()) ** 0.5
-    honest_norm = sum(float(torch.sum(t ** 2)) for t in decode_delta(honest.payload, start).tensors.values()) ** 0.5
-    assert outcome.clipped == (attack.delta_hash,)
-    assert moved < 3.0 * honest_norm  # unclipped, the step would be ~50 honest norms
+    assert outcome.merged == (boosted.delta_hash,) and outcome.clipped == (boosted.delta_hash,)
+    assert [h for h, _ in outcome.over_norm] == [flipped.delta_hash]
+    assert "over 5x its reference norm" in outcome.over_norm[0][1]
+    assert moved < 2.0 * honest_norm  # the x3 update counts as a x1, the x10 not at all
+
+
+def test_without_a_reference_norm_nothing_is_clipped_or_refused() -> None:
+    honest, victim, own = honest_and_victim()
+    boosted = poisoned(victim, honest, factor=10.0)  # reference_norm 0: no bound (defences off)
+
+    outcome = victim.merge(own.sample_count, [boosted], Network(nodes=2, mean_samples=float(own.sample_count)))
+
+    assert outcome.merged == (boosted.delta_hash,) and outcome.clipped == () and outcome.over_norm == ()
 
 
 def test_a_header_that_does_not_match_the_chain_record_is_rejected() -> None:
