@@ -7,6 +7,8 @@
       "subject": "0x…",                  the subject commitment
       "withdrawal": {"block": 812, "tx": "0x…", "by": "0x…", "byToken": true} | null,
       "sinceBlock": 812,                 exclusion is claimed from this block on
+      "provedAtBlock": 901,              the chain head when the folder was made: it covers
+                                         the node's contributions up to this block
       "contributions": [                 every contribution of the node, oldest first
         {"deltaHash": "0x…", "round": 7, "block": 815, "kind": "exclusion",
          "file": "round-7-exclusion.json", "violation": false},
@@ -72,6 +74,7 @@ class AuditIndex:
     withdrawal: Withdrawal | None
     since_block: int
     contributions: tuple[IndexEntry, ...]
+    proved_at_block: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         w = self.withdrawal
@@ -83,6 +86,7 @@ class AuditIndex:
             "subject": hex0x(self.subject),
             "withdrawal": None if w is None else {"block": w.block, "tx": w.tx, "by": w.by, "byToken": w.by_token},
             "sinceBlock": self.since_block,
+            "provedAtBlock": self.proved_at_block,
             "contributions": [
                 {"deltaHash": hex0x(c.delta_hash), "round": c.round, "block": c.block, "kind": c.kind,
                  "file": c.file, "violation": c.violation}
@@ -125,6 +129,7 @@ class AuditIndex:
             contract=str(raw["contract"]), chain_id=_int(raw["chainId"]), node=_address(raw["node"]),
             subject=parse_hex32(raw["subject"], f"{path}: subject"), withdrawal=withdrawal,
             since_block=_int(raw["sinceBlock"]), contributions=entries,
+            proved_at_block=None if raw.get("provedAtBlock") is None else _int(raw["provedAtBlock"]),
         )
 
 

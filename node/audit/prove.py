@@ -100,7 +100,7 @@ def prove_withdrawal(
     withdrawal = None if event is None else Withdrawal(event.block_number, event.tx_hash, event.by, event.by_token)
     index = AuditIndex(
         contract=ledger.address, chain_id=ledger.chain_id, node=node, subject=subject,
-        withdrawal=withdrawal, since_block=since_block, contributions=tuple(entries),
+        withdrawal=withdrawal, since_block=since_block, contributions=tuple(entries), proved_at_block=head,
     )
     index.write(Path(out))
     return ProveReport(index, Path(out))

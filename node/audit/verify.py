@@ -61,6 +61,8 @@ class VerifyReport:
     since_block: int
     checks: tuple[ProofCheck, ...]
     missing: tuple[MissingProof, ...]
+    proved_at_block: int | None = None
+    """the head when the folder was made (index.json): later contributions need new proofs."""
 
     @property
     def ok(self) -> bool:
@@ -115,7 +117,8 @@ def verify_audit(ledger: AuditLedger, inputs: Sequence[Path], subject: bytes | N
         for e in events.values() if e.block_number >= since_block and e.delta_hash not in proved
     )
     checks.sort(key=lambda c: (c.block if c.block is not None else -1, c.file))
-    return VerifyReport(node, subject, withdrawal, since_block, tuple(checks), missing)
+    proved_at = index.proved_at_block if index is not None else None
+    return VerifyReport(node, subject, withdrawal, since_block, tuple(checks), missing, proved_at)
 
 
 def _check_one(

@@ -148,8 +148,11 @@ def exit_unless_ok(report: VerifyReport) -> None:
             line = escape(" ".join(f"{Path(c.file).name}: {c.result}".split()))
             err.print(f"[red]error:[/red] {line}", soft_wrap=True)
     for m in report.missing:
+        later = report.proved_at_block is not None and m.block > report.proved_at_block
+        hint = (f": recorded after this folder was made (block {report.proved_at_block}); "
+                "the custodian must run `audit prove` again") if later else ""
         err.print(f"[red]error:[/red] missing exclusion proof for contribution 0x{m.delta_hash.hex()} "
-                  f"(round {m.round}, block {m.block})", soft_wrap=True)
+                  f"(round {m.round}, block {m.block}){hint}", soft_wrap=True)
     raise typer.Exit(1)
 
 

@@ -4,6 +4,8 @@
     loop.py        `Peer`: the round loop (train, commit, merge, checkpoint), sequencing the rest
     inbox.py       `DeltaInbox`: announced / ready / merged / refused peer deltas, one "wanted" rule
     prefetch.py    `Prefetcher`: verifies announced deltas on chain and fetches them while we train
+    watch.py       `ChainWatch`: every delta recorded on chain reaches the inbox and the norm book
+    norms.py       `NormBook`: each delta's reference norm, from the chain order and payload norms
     recorder.py    `Recorder`: records queued contributions on chain, then announces them
     budget.py      `PrivacyBudget`: the budget on chain (read by the recorder) and the training gate
     consent.py     `ConsentWatcher`: applies consent withdrawals before the next local step

@@ -21,6 +21,7 @@ from contracts.errors import LedgerError
 from gossip.errors import MedgossipError
 from contracts.ledger import AuditLedger
 from gossip.identity import eth_address_from_peer_id, peer_id_from_bytes, peer_id_to_bytes
+from node.learner import Network
 
 log = logging.getLogger("medgossip.peer")
 
@@ -92,6 +93,13 @@ class ChainView:
         before any), as of the last refresh()."""
         total, count = self._samples
         return total / count if count else default
+
+    def network(self, default: float) -> Network:
+        """The merge normaliser: active nodes and the mean capped sample count on chain
+        (`default`, e.g. our own count, before anything is recorded: a peer merging alone
+        then takes 1/N of its step). Both are cached by refresh(): no chain call here, and
+        every peer that read the same blocks has the same numbers."""
+        return Network(self.active_nodes(), self.mean_sample_count(default))
 
     def refresh(self) -> list[Recorded]:
         """Read the contributions recorded since the last call (incremental), and the

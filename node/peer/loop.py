@@ -1,10 +1,11 @@
 """`Peer`: the round loop, which only sequences the parts.
 
-    1. train E local steps on consented data (worker thread) and encode the delta;
+    1. train E local steps on consented data (worker thread) and encode the delta (a
+       merge-only round when the privacy budget on chain would not take it);
     2. commit the trained round (payload, tensors, journal entry "queued"), then wake the
        recorder, which records it on chain and announces it;
     3. merge the ready deltas of up to `fan_out` peers (pulled and verified by the
-       prefetcher while we trained) with the configured rule;
+       prefetcher while we trained, their norm references decided) with the configured rule;
     4. checkpoint the merged round ("round" tensors, node.json, status.json).
 
 Beside the loop, in one nursery: the announcement listener and the chain watch (both
@@ -24,21 +25,22 @@ from typing import Any
 import trio
 
 from contracts.ledger import AuditLedger
-from gossip import Announcement, GossipNetwork, GossipStats
+from gossip import GossipNetwork, GossipStats
 from gossip.identity import eth_address_from_peer_id, peer_id_from_secret, peer_id_to_bytes
 from node.checkpoint import CheckpointStore, JournalEntry, NodeState
 from node.config import NodeConfig
 from node.errors import PeerError
-from node.learner import Contribution, Learner, Network, PeerPayload
+from node.learner import Contribution, Learner, PeerPayload
 from node.metrics import PeerMetrics
 from node.peer.chain_view import ChainView, Recorded
 from node.peer.consent import ConsentWatcher
 from node.peer.durable import Durable
 from node.peer.inbox import DeltaInbox, key_of
-from node.peer.norms import ChainRecord, NormBook
+from node.peer.norms import NormBook
 from node.peer.prefetch import Prefetcher
 from node.peer.recorder import Recorder
 from node.peer.status import Counters, LastContribution, PeerStatus, journal_epsilon_total
+from node.peer.watch import ChainWatch
 
 log = logging.getLogger("medgossip.peer")
 
@@ -139,7 +141,10 @@ class Peer:
             consent=self.consent,
         )
         prefetcher = Prefetcher(self.inbox, self.chain, net, config, self.counters, self.norms, self.learner.payload_norm)
-        missed_keys = self._offer_recorded(self._recorded)
+        watch = ChainWatch(
+            self.chain, self.inbox, self.norms, self.store, self.learner.payload_norm, self.address, config.chain_poll
+        )
+        missed_keys = watch.offer(self._recorded)
         if missed_keys:
             log.info("found %d recorded delta(s) not merged yet on chain", len(missed_keys))
         async with trio.open_nursery() as nursery:
@@ -147,7 +152,7 @@ class Peer:
             nursery.start_soon(prefetcher.run)
             nursery.start_soon(self.recorder.run)
             nursery.start_soon(self.consent.run)
-            nursery.start_soon(self._watch_chain)
+            nursery.start_soon(watch.run)
             if missed_keys and self.state.pending_trained_round() is None:
                 await self._catch_up(missed_keys)
             await self._rounds()
@@ -164,33 +169,6 @@ class Peer:
         async for ann in self.net.announcements():
             if ann.peer_id != self.peer_id:
                 self.inbox.offer(ann)
-
-    async def _watch_chain(self) -> None:
-        """Every chain_poll: refresh the chain statistics, and offer every delta recorded
-        since to the inbox, announced by gossip or not (the chain says what to merge)."""
-        while True:
-            await trio.sleep(self.config.chain_poll)
-            self._offer_recorded(await trio.to_thread.run_sync(self.chain.refresh))
-            own = [r.key for r in self.norms.missing() if r.author == self.address]
-            if own:  # re-encoded after a front-run, or recorded before a restart
-                for key, norm in (await trio.to_thread.run_sync(self._own_norms, own)).items():
-                    self.norms.learn(key, norm)
-            self.inbox.arrived.fire()  # new records, or time passing, may decide references
-
-    def _own_norms(self, keys: list[str]) -> dict[str, float]:
-        """The norms of our own payloads on disk (worker thread)."""
-        payloads = {key: self.store.load_payload(key) for key in keys}
-        return {key: self.learner.payload_norm(p) for key, p in payloads.items() if p is not None}
-
-    def _offer_recorded(self, records: list[Recorded]) -> set[str]:
-        """Put every record in the norm book's chain order; offer other nodes' records to
-        the inbox; the keys of those it wanted."""
-        self.norms.extend(ChainRecord(key_of(r.delta_hash), r.author) for r in records)
-        return {
-            key_of(r.delta_hash) for r in records
-            if r.author != self.address
-            and self.inbox.offer(Announcement(r.author_peer_id, r.round, r.delta_hash, 0, "unknown", {}))
-        }
 
     async def _catch_up(self, missed: set[str]) -> None:
         """Before training again, merge what the network recorded while we were away.
@@ -317,7 +295,7 @@ class Peer:
             self.phases[phase] = self.phases.get(phase, 0.0) + time.monotonic() - started
 
     async def _merge(self, round_: int, own_samples: int, peers: list[PeerPayload], late: bool = False) -> None:
-        network = self._network(own_samples)
+        network = self.chain.network(own_samples or self.config.local_steps * self.config.batch_size)
         peers = [replace(p, reference_norm=self.norms.reference(key_of(p.delta_hash)) or 0.0) for p in peers]
         outcome = await self._timed(
             "merge", trio.to_thread.run_sync, lambda: self.learner.merge(own_samples, peers, network)
@@ -326,15 +304,13 @@ class Peer:
             log.warning("clipped %d update(s) to the norm bound: %s", len(outcome.clipped),
                         " ".join(key_of(h)[:10] for h in outcome.clipped))
         self.counters.clipped += len(outcome.clipped)
-        for delta_hash, reason in outcome.rejected:
-            self.counters.drop("undecodable")
-            self.norms.skip(key_of(delta_hash))
-            self.inbox.refuse(key_of(delta_hash), "undecodable")
-            log.warning("rejected payload delta=%s reason=%s", key_of(delta_hash)[:10], reason)
-        for delta_hash, reason in outcome.over_norm:
-            self.counters.drop("over-norm")
-            self.inbox.refuse(key_of(delta_hash), "over-norm")
-            log.warning("refused payload delta=%s: %s", key_of(delta_hash)[:10], reason)
+        for kind, refused in (("undecodable", outcome.rejected), ("over-norm", outcome.over_norm)):
+            for delta_hash, reason in refused:
+                self.counters.drop(kind)
+                self.inbox.refuse(key_of(delta_hash), kind)
+                if kind == "undecodable":
+                    self.norms.skip(key_of(delta_hash))  # it has no norm: windows pass over it
+                log.warning("refused payload delta=%s (%s): %s", key_of(delta_hash)[:10], kind, reason)
         self.inbox.settle(outcome.merged, round_)
         self.counters.merged += len(outcome.merged)
         accuracy: tuple[float | None, float | None] = (None, None)
@@ -373,18 +349,6 @@ class Peer:
             "" if accuracy[1] is None else f" eval_accuracy={accuracy[1]:.4f}",
             time.monotonic() - self.round_started,
         )
-
-    def _network(self, own_samples: int) -> Network:
-        """The merge normaliser: active nodes and the mean capped sample count on chain.
-
-        Both come from the chain, so every peer computes (nearly) the same numbers: the
-        mean moves as contributions accumulate, and is the same for all readers of the
-        same blocks. Before anything is recorded, our own sample count stands in for the
-        mean (a peer merging alone then takes 1/N of its step). Both are cached by
-        ChainView.refresh(): no chain call here.
-        """
-        default = own_samples or self.config.local_steps * self.config.batch_size
-        return Network(self.chain.active_nodes(), self.chain.mean_sample_count(default))
 
     # --- status -----------------------------------------------------------------------
 

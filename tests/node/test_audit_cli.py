@@ -84,6 +84,22 @@ def test_verify_names_the_missing_contribution_in_one_line(
     assert "FAIL" in result.stdout
 
 
+def test_a_contribution_recorded_after_the_folder_was_made_asks_for_new_proofs(
+    chain: Chain, custodian: Custodian, admin: AuditLedger, tmp_path: Path  # noqa: F811
+) -> None:
+    history(custodian, admin)
+    out = tmp_path / "proofs"
+    assert prove(chain, custodian, out).returncode == 0
+    proved_at = json.loads((out / "index.json").read_text())["provedAtBlock"]
+    later = custodian.contribute(7, [commitment(1)])  # the custodian trains on
+
+    result = call("audit", "verify", str(out), *chain_args(chain))
+
+    assert custodian.blocks[7] > proved_at
+    one_clear_line(result, "0x" + later.hex(), "round 7", f"after this folder was made (block {proved_at})",
+                   "audit prove` again")
+
+
 @pytest.mark.parametrize(
     ("content", "needles"),
     [
