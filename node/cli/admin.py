@@ -4,7 +4,7 @@ the consortium admin's actions."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -22,6 +22,9 @@ from node.cli._chain import (
     resolve_target,
 )
 from node.cli._options import ContractAddress, DevnetFile, JsonOutput, RpcUrl
+
+if TYPE_CHECKING:
+    from contracts.ledger import AuditLedger
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -42,6 +45,12 @@ def _admin_key(target: ChainTarget, key: Path | None) -> str:
     if target.devnet is None:
         fail("no admin key: pass --key FILE (or use a devnet.json)")
     return target.devnet.admin_key
+
+
+def _admin_on_node(address: str, key: Path | None, target: ChainTarget) -> tuple[AuditLedger, str]:
+    """The admin's ledger handle, and the node `address` names (an address or a dev node name)."""
+    node_address = resolve_node_address(target, address)
+    return open_ledger(target, _admin_key(target, key)), node_address
 
 
 def _report(result: object, json_output: bool, what: str) -> None:
@@ -105,10 +114,8 @@ def set_sample_cap(
 
     Example: medgossip admin set-sample-cap --address node-1 --cap 640
     """
-    check_node_ref(address, "--address")
-    target = resolve_target(devnet, rpc, contract)
-    node_address = resolve_node_address(target, address)
-    ledger = open_ledger(target, _admin_key(target, key))
+    check_node_ref(address, "--address")  # arguments first, before any file or chain
+    ledger, node_address = _admin_on_node(address, key, resolve_target(devnet, rpc, contract))
     result = ledger.set_sample_cap(node_address, cap)
     _report(result, json_output, f"sample cap of {node_address} set to {cap}")
 
@@ -128,10 +135,8 @@ def set_privacy_budget(
 
     Example: medgossip admin set-privacy-budget --address node-1 --epsilon 4
     """
-    check_node_ref(address, "--address")
-    target = resolve_target(devnet, rpc, contract)
-    node_address = resolve_node_address(target, address)
-    ledger = open_ledger(target, _admin_key(target, key))
+    check_node_ref(address, "--address")  # arguments first, before any file or chain
+    ledger, node_address = _admin_on_node(address, key, resolve_target(devnet, rpc, contract))
     result = ledger.set_privacy_budget(node_address, epsilon)
     _report(result, json_output, f"privacy budget of {node_address} set to epsilon {epsilon:g}")
 
@@ -146,10 +151,8 @@ def revoke_node(
     contract: ContractAddress = None,
 ) -> None:
     """Revoke a node: it can no longer record contributions nor withdraw consent."""
-    check_node_ref(address, "--address")
-    target = resolve_target(devnet, rpc, contract)
-    node_address = resolve_node_address(target, address)
-    ledger = open_ledger(target, _admin_key(target, key))
+    check_node_ref(address, "--address")  # arguments first, before any file or chain
+    ledger, node_address = _admin_on_node(address, key, resolve_target(devnet, rpc, contract))
     result = ledger.revoke_node(node_address)
     _report(result, json_output, f"revoked {node_address}")
 
