@@ -67,6 +67,7 @@ bench: install
 	$(PY) bench/transport.py
 	$(PY) bench/learning.py
 	$(PY) bench/byzantine.py
+	$(PY) bench/proofs.py
 
 clean:
 	rm -rf $(VENV) node_modules .sysdeps

@@ -279,7 +279,8 @@ def _print_results(r: dict[str, Any]) -> None:
     if applied:
         console.print("applied by: " + ", ".join(f"{k} (round {v})" for k, v in applied.items()))
     console.print(
-        f"(the chain is saved: `medgossip devnet start --dir {Path(r['devnet']).parent}` brings it back, "
+        f"(the chain is saved: `medgossip devnet start --dir {Path(r['devnet']).parent} --nodes {len(r['peers'])}` "
+        "brings it back, "
         f"then `medgossip ledger query --devnet {r['devnet']}` shows every record)"
     )
 

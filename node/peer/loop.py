@@ -278,6 +278,8 @@ class Peer:
             peers = self.inbox.take(self.config.fan_out)
             if peers:
                 await self._merge_untrained(peers)
+            else:  # the status shows what changed meanwhile (a withdrawal applied, the budget)
+                await self.write_status()
 
     async def _merge_untrained(self, peers: list[PeerPayload]) -> None:
         """Merge peers' updates into the model as it is: our own update is zero."""
