@@ -13,6 +13,7 @@ pragma solidity 0.8.37;
 ///   and one per node for a withdrawal by that node as custodian (it binds that node
 ///   only: a node cannot withdraw, nor block the withdrawal of, another hospital's
 ///   patients);
+/// - the block of the latest withdrawal, which every record must have seen;
 /// - one slot per node (status, sample cap, last round, revocation block, privacy
 ///   budget and epsilon spent), plus its peer ID.
 ///
@@ -57,6 +58,8 @@ contract AuditLedger {
     bytes32 private _genesisModel;
     mapping(address node => Node) private _nodes;
     mapping(bytes32 deltaHash => Contribution) private _contributions;
+    /// @dev The block of the latest withdrawal (any kind): a record must have seen it.
+    uint64 private _lastWithdrawalBlock;
     mapping(bytes32 subjectCommitment => bool) private _withdrawnByToken;
     mapping(bytes32 subjectCommitment => mapping(address node => bool)) private _withdrawnByNode;
 
@@ -85,6 +88,9 @@ contract AuditLedger {
     /// @notice `round` is not above the last round `node` recorded (rounds start at 1
     /// and strictly increase per node).
     error AuditLedgerStaleRound(address node, uint64 round, uint64 lastRound);
+    /// @notice A consent withdrawal was mined after the block up to which the recording
+    /// node had read withdrawals: it must check the round against it and send again.
+    error AuditLedgerWithdrawalNotSeen(uint64 withdrawalsSeenAt, uint64 lastWithdrawalBlock);
     /// @notice `sampleCount` is above the cap the admin set for `node`.
     error AuditLedgerSampleCountOverCap(address node, uint32 sampleCount, uint32 sampleCap);
     /// @notice Recording `epsilonMicros` on top of the `spentMicros` that `node` already
@@ -239,31 +245,19 @@ contract AuditLedger {
         uint64 round,
         uint32 sampleCount,
         bytes32 dataRoot,
-        uint64 epsilonMicros
+        uint64 epsilonMicros,
+        uint64 withdrawalsSeenAt
     ) external {
         Node storage author = _nodes[msg.sender];
-        (NodeStatus status, uint64 lastRound, uint32 sampleCap, uint40 budget, uint40 spent) = (
-            author.status,
-            author.lastRound,
-            author.sampleCap,
-            author.epsilonBudgetMicros,
-            author.epsilonSpentMicros
-        );
-        _requireActive(msg.sender, status);
+        _requireActive(msg.sender, author.status);
         if (deltaHash == bytes32(0)) revert AuditLedgerZeroHash();
+        (uint64 lastRound, uint32 sampleCap) = (author.lastRound, author.sampleCap);
         if (round <= lastRound) revert AuditLedgerStaleRound(msg.sender, round, lastRound);
         if (sampleCount > sampleCap) {
             revert AuditLedgerSampleCountOverCap(msg.sender, sampleCount, sampleCap);
         }
-        if (epsilonMicros != 0) {
-            // In uint256: spent (< 2**40) + epsilonMicros (< 2**64) cannot overflow, and
-            // the sum fits uint40 once it is known to be within the uint40 budget.
-            uint256 total = uint256(spent) + epsilonMicros;
-            if (total > budget) {
-                revert AuditLedgerPrivacyBudgetExceeded(msg.sender, spent, epsilonMicros, budget);
-            }
-            spent = uint40(total);
-        }
+        _requireWithdrawalsSeen(withdrawalsSeenAt);
+        uint40 spent = _spentAfter(author, epsilonMicros);
         Contribution storage entry = _contributions[deltaHash];
         if (entry.author != address(0)) revert AuditLedgerDuplicateContribution(deltaHash);
         author.lastRound = round;
@@ -289,6 +283,7 @@ contract AuditLedger {
             revert AuditLedgerAlreadyWithdrawn(subjectCommitment);
         }
         byNode[msg.sender] = true;
+        _lastWithdrawalBlock = uint64(block.number);
         emit ConsentWithdrawn(subjectCommitment, msg.sender, false);
     }
 
@@ -303,6 +298,7 @@ contract AuditLedger {
         bytes32 subjectCommitment = keccak256(abi.encodePacked(token));
         if (_withdrawnByToken[subjectCommitment]) revert AuditLedgerAlreadyWithdrawn(subjectCommitment);
         _withdrawnByToken[subjectCommitment] = true;
+        _lastWithdrawalBlock = uint64(block.number);
         emit ConsentWithdrawn(subjectCommitment, msg.sender, true);
     }
 
@@ -366,6 +362,23 @@ contract AuditLedger {
     /// `node` itself as custodian.
     function isWithdrawnFor(bytes32 subjectCommitment, address node) external view returns (bool) {
         return _withdrawnByToken[subjectCommitment] || _withdrawnByNode[subjectCommitment][node];
+    }
+
+    /// @dev The node's epsilon spent once `epsilonMicros` is added; reverts over its
+    /// budget. In uint256, spent (< 2**40) + epsilonMicros (< 2**64) cannot overflow, and
+    /// the sum fits uint40 once it is known to be within the uint40 budget.
+    function _spentAfter(Node storage author, uint64 epsilonMicros) private view returns (uint40) {
+        (uint40 budget, uint40 spent) = (author.epsilonBudgetMicros, author.epsilonSpentMicros);
+        if (epsilonMicros == 0) return spent;
+        uint256 total = uint256(spent) + epsilonMicros;
+        if (total > budget) revert AuditLedgerPrivacyBudgetExceeded(msg.sender, spent, epsilonMicros, budget);
+        return uint40(total);
+    }
+
+    /// @dev Reverts unless every withdrawal was mined by block `seenAt`.
+    function _requireWithdrawalsSeen(uint64 seenAt) private view {
+        uint64 lastWithdrawal = _lastWithdrawalBlock;
+        if (lastWithdrawal > seenAt) revert AuditLedgerWithdrawalNotSeen(seenAt, lastWithdrawal);
     }
 
     /// @dev Reverts unless `status` (of `node`) is Active, naming why.

@@ -13,6 +13,8 @@
     _connect.py            HTTP connection, ABI-derived interface, keys, ether transfers
     records.py             frozen records the binding returns; parse_bytes32
     units.py               epsilon units and the default privacy budget (no heavy imports)
+    network.py             network.json: RPC URL, chain id, contract, deployment block
+                           (what `admin deploy` writes and hospitals share; no keys)
     errors.py              LedgerError hierarchy (every backend's revert translated once)
 
 Import `contracts.ledger` explicitly: importing this package stays cheap.

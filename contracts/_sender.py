@@ -49,15 +49,8 @@ class TransactionSender:
     def send(self, data: bytes, *, to: str | None, gas: int | None = None, value: int = 0) -> str:
         """Estimate gas (unless `gas`; estimation also reverts early with the contract's
         reason), sign with the local nonce, send; return the tx hash. `to=None` deploys."""
-        tx: dict[str, Any] = {"value": value, "chainId": self._chain(), "data": data}
-        if to is not None:
-            tx["to"] = to
-        if gas is None:
-            estimate = self._rpc(
-                lambda: int(self._w3.eth.estimate_gas({**tx, "from": self._signer.address}))  # type: ignore[typeddict-item]
-            )
-            gas = estimate + estimate // 4 + 10_000
-        tx["gas"] = gas
+        tx = self._unsigned(data, to, value)
+        tx["gas"] = gas if gas is not None else self._gas_limit(tx)
         tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = self._fees()
         for attempt in range(_NONCE_ATTEMPTS):
             with self._nonce_lock:
@@ -78,6 +71,27 @@ class TransactionSender:
                 self._next_nonce += 1
             return tx_hash if isinstance(tx_hash, str) else "0x" + bytes(tx_hash).hex()
         raise TransactionFailed("could not find a valid nonce")  # pragma: no cover
+
+    def upfront_cost(self, data: bytes, *, to: str | None, value: int = 0) -> int:
+        """Wei the account must hold for the chain to accept this transaction as `send`
+        would build it: its gas limit x its max fee per gas, plus `value` (0 on a chain
+        whose gas price is 0). Estimation reverts early with the contract's reason."""
+        tx = self._unsigned(data, to, value)
+        return self._gas_limit(tx) * self._fees()[0] + value
+
+    def _unsigned(self, data: bytes, to: str | None, value: int) -> dict[str, Any]:
+        tx: dict[str, Any] = {"value": value, "chainId": self._chain(), "data": data}
+        if to is not None:
+            tx["to"] = to
+        return tx
+
+    def _gas_limit(self, tx: dict[str, Any]) -> int:
+        """The estimate with a margin (a quarter plus 10,000: state may change before
+        the transaction is mined)."""
+        estimate = self._rpc(
+            lambda: int(self._w3.eth.estimate_gas({**tx, "from": self._signer.address}))  # type: ignore[typeddict-item]
+        )
+        return estimate + estimate // 4 + 10_000
 
     def _chain(self) -> int:
         if self._chain_id is None:

@@ -10,6 +10,7 @@ has its line; one without a line still arrives as a plain `ContractRejected`).
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -43,9 +44,10 @@ from contracts.errors import (
     SampleCountOverCap,
     StaleRound,
     TransactionFailed,
+    WithdrawalNotSeen,
 )
 
-__all__ = ["CUSTOM_ERRORS", "Boundary", "CustomErrors"]
+__all__ = ["CUSTOM_ERRORS", "Boundary", "CustomErrors", "is_range_refusal"]
 
 T = TypeVar("T")
 
@@ -57,6 +59,9 @@ CUSTOM_ERRORS: Mapping[str, tuple[type[ContractRejected], str]] = {
     "AuditLedgerAlreadyRegistered": (AlreadyRegistered, "{0} is already registered (or was revoked)"),
     "AuditLedgerDuplicateContribution": (DuplicateContribution, "delta {0} is already recorded"),
     "AuditLedgerAlreadyWithdrawn": (AlreadyWithdrawn, "consent of subject {0} is already withdrawn"),
+    "AuditLedgerWithdrawalNotSeen": (
+        WithdrawalNotSeen, "a consent withdrawal was mined in block {1}, after block {0} up to which the node checked"
+    ),
     "AuditLedgerGenesisAlreadySet": (GenesisAlreadySet, "the genesis model is already set ({0})"),
     "AuditLedgerZeroHash": (RejectedArgument, "the contract rejected a zero hash"),
     "AuditLedgerZeroAddress": (RejectedArgument, "the contract rejected the zero address"),
@@ -153,6 +158,41 @@ class Boundary:
         if isinstance(exc, requests.HTTPError):
             return ChainUnavailable(f"the chain's RPC answered with an HTTP error: {message}")
         return TransactionFailed(f"{type(exc).__name__}: {message}")
+
+
+_LIMIT_EXCEEDED = -32005
+"""EIP-1474 "limit exceeded": what geth-family and Besu servers answer to a log query
+over their cap (also some rate limits: see `_RATE`)."""
+
+_RANGE = re.compile(
+    r"block range|range (is )?too|range exceed|range limit|limited to|too (large|wide|big)"
+    r"|limit exceeded|exceed(s|ed)? (the )?(max|limit)|more than \d+ (results|logs|blocks)"
+    r"|response size|max(imum)? (block )?range|too many (blocks|results|logs)",
+    re.IGNORECASE,
+)
+"""How servers word "ask for fewer blocks" (Besu, geth, Erigon, Alchemy, Infura,
+QuickNode, Ankr, BSC, Chainstack, ...)."""
+
+_RATE = re.compile(r"\brate\b|rate.?limit|too many requests|per second|daily|quota|credits", re.IGNORECASE)
+"""A rate limit is not a range refusal: narrowing the range would only send more."""
+
+
+def is_range_refusal(exc: BaseException) -> bool:
+    """Whether a failed eth_getLogs is the server refusing the block range as too
+    large (an RPC answer, not a transport failure), so a narrower range may pass."""
+    if not isinstance(exc, (Web3RPCError, ValueError)):
+        return False
+    message = _message_of(exc)
+    if _RATE.search(message):
+        return False
+    return _rpc_code(exc) == _LIMIT_EXCEEDED or _RANGE.search(message) is not None
+
+
+def _rpc_code(exc: BaseException) -> int | None:
+    response = getattr(exc, "rpc_response", None)
+    error = response.get("error") if isinstance(response, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, int) else None
 
 
 def revert_data(exc: BaseException) -> bytes | None:

@@ -7,6 +7,10 @@ lowest package); the whole project tree is drawn in `node/errors.py`.
     MedgossipError
     └── LedgerError
         ├── ChainUnavailable          RPC unreachable, refused, timed out, chain stopped
+        ├── LogRangeRefused           the RPC refuses an eth_getLogs range as too large
+        │                             (the binding narrows the range; raised only when
+        │                             even one block is refused)
+        ├── NetworkFileError          a network.json is missing, unreadable or malformed
         ├── ContractNotFound          no AuditLedger code at the configured address
         ├── InvalidInput              a malformed argument (hash length, address checksum,
         │                             key, out-of-range number), caught before sending
@@ -46,6 +50,8 @@ __all__ = [
     "InsufficientFunds",
     "InvalidInput",
     "LedgerError",
+    "LogRangeRefused",
+    "NetworkFileError",
     "NodeRevoked",
     "NotAdmin",
     "NotRegistered",
@@ -63,6 +69,15 @@ class LedgerError(MedgossipError):
 
 class ChainUnavailable(LedgerError):
     """The JSON-RPC endpoint cannot be reached (refused, timed out, stopped)."""
+
+
+class LogRangeRefused(LedgerError):
+    """The RPC server refused an eth_getLogs block range as too large (many public and
+    consortium RPCs cap it); `events.iter_logs` catches it and asks for narrower ranges."""
+
+
+class NetworkFileError(LedgerError):
+    """A network.json (what `admin deploy` writes) cannot be read, written or used."""
 
 
 class ContractNotFound(LedgerError):
@@ -153,6 +168,11 @@ class SampleCountOverCap(ContractRejected):
     @property
     def sample_cap(self) -> int:
         return int(self.error_args[2])  # type: ignore[call-overload]
+
+
+class WithdrawalNotSeen(ContractRejected):
+    """A consent withdrawal was mined after the block up to which the node read
+    withdrawals: it must check the round's subjects against it, then send again."""
 
 
 class PrivacyBudgetExceeded(ContractRejected):

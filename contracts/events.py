@@ -10,11 +10,16 @@ Fast path (measured; an audit query may decode thousands of logs): over HTTP,
 `eth_getLogs` is sent as a raw request and its JSON used as is, since web3's per-log
 result formatting costs more than the query itself; and an event whose data holds
 only static words is sliced rather than passed to eth_abi (about 10x cheaper per log).
+
+Paging: public and consortium RPCs cap eth_getLogs ranges (or result counts) and answer
+"range too large" in many wordings (`_translate.is_range_refusal`); `iter_logs` asks in
+pages and halves a page the server refuses, remembering the width (`LogPaging`).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -26,6 +31,8 @@ from web3.exceptions import Web3RPCError
 from web3.types import RPCEndpoint
 
 from contracts._args import micros_to_epsilon
+from contracts._translate import is_range_refusal
+from contracts.errors import LogRangeRefused
 from contracts.records import (
     ConsentWithdrawn,
     ContributionRecorded,
@@ -40,6 +47,7 @@ from contracts.records import (
 __all__ = [
     "EVENT_RECORDS",
     "EventDecoder",
+    "LogPaging",
     "iter_logs",
     "topic_address",
     "topic_bytes32",
@@ -47,6 +55,8 @@ __all__ = [
 ]
 
 E = TypeVar("E")
+
+log = logging.getLogger(__name__)
 
 
 def _contribution_recorded(
@@ -215,6 +225,18 @@ class EventDecoder:
 # -------------------------------------------------------------------------- queries
 
 
+@dataclass
+class LogPaging:
+    """The widest block range one eth_getLogs asks for. Mutable on purpose: a handle
+    narrows it once when its server refuses a range, then keeps the width that works."""
+
+    blocks: int
+
+    def narrow(self, refused: int) -> None:
+        """Half of a `refused` width (at least one block), never wider than now."""
+        self.blocks = max(1, min(self.blocks, refused // 2))
+
+
 def iter_logs(
     w3: Web3,
     run: Callable[[Callable[[], list[Any]]], list[Any]],
@@ -222,17 +244,42 @@ def iter_logs(
     topics: list[str | None],
     start: int,
     end: int,
-    chunk_blocks: int,
+    paging: LogPaging,
 ) -> Iterator[Any]:
-    """eth_getLogs over [start, end] in chunks of `chunk_blocks` (RPC servers cap the
-    range); every call goes through `run`, the error boundary."""
+    """eth_getLogs over [start, end] in pages of `paging.blocks` blocks (RPC servers
+    cap the range). A page the server refuses as too large is halved and asked again,
+    down to one block (`LogRangeRefused` then). Every call goes through `run`, the
+    error boundary."""
     while topics and topics[-1] is None:
         topics = topics[:-1]
     while start <= end:
-        stop = min(end, start + chunk_blocks - 1)
+        stop = min(end, start + paging.blocks - 1)
         params = {"address": address, "fromBlock": hex(start), "toBlock": hex(stop), "topics": topics}
-        yield from run(lambda: _raw_logs(w3, params))
+        try:
+            logs = run(lambda: _page(w3, params))
+        except LogRangeRefused:
+            if stop == start:
+                raise
+            paging.narrow(stop - start + 1)
+            log.info("the chain refused eth_getLogs over %d blocks: asking for %d at a time",
+                     stop - start + 1, paging.blocks)
+            continue
+        yield from logs
         start = stop + 1
+
+
+def _page(w3: Web3, params: dict[str, Any]) -> list[Any]:
+    """One page of logs; a range refusal becomes `LogRangeRefused` (the boundary lets
+    our errors through), every other failure goes to the boundary as raised."""
+    try:
+        return _raw_logs(w3, params)
+    except Exception as exc:
+        if not is_range_refusal(exc):
+            raise
+        raise LogRangeRefused(
+            f"the chain refuses eth_getLogs over blocks {int(params['fromBlock'], 16)}.."
+            f"{int(params['toBlock'], 16)}: {exc}"
+        ) from exc
 
 
 def _raw_logs(w3: Web3, params: dict[str, Any]) -> list[Any]:

@@ -20,6 +20,10 @@ Functions are encoded and views decoded by web3's Contract API over the committe
     node.contributions(node=node.account)
     node.node_info(node.account).epsilon_remaining
 
+Event queries never read below `deployment_block` (given by network.json, or known
+after `deploy`): on a long public or consortium chain, block 0 is millions of blocks
+before the contract existed. Their ranges are paged, narrowed when the server refuses.
+
 Privacy budget: each node has a lifetime epsilon budget (set by the admin; default
 DEFAULT_EPSILON_BUDGET) and the contract sums the epsilon of its records; a record that
 would go over the budget is refused with `PrivacyBudgetExceeded`.
@@ -28,10 +32,12 @@ would go over the budget is refused with `PrivacyBudgetExceeded`.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 from web3 import Web3
 from web3.contract import Contract
 
@@ -55,7 +61,7 @@ from contracts._connect import (
 from contracts._sender import TransactionSender, wait_for_receipt
 from contracts._translate import Boundary
 from contracts.errors import InvalidInput, TransactionFailed
-from contracts.events import iter_logs, topic_address, topic_bytes32, topic_uint
+from contracts.events import LogPaging, iter_logs, topic_address, topic_bytes32, topic_uint
 from contracts.records import (
     ConsentWithdrawn,
     ContributionRecorded,
@@ -93,11 +99,12 @@ class AuditLedger:
         *,
         timeout: float = 10.0,
         log_chunk_blocks: int = 50_000,
+        deployment_block: int = 0,
     ) -> None:
         w3 = http_web3(_args.rpc_url(rpc_url), timeout)
         contract = _args.address(address, "contract address")
         signer = _args.account(private_key) if private_key is not None else None
-        self._setup(w3, contract, signer, None, log_chunk_blocks, rpc_url)
+        self._setup(w3, contract, signer, None, log_chunk_blocks, rpc_url, deployment_block)
 
     @classmethod
     def from_web3(
@@ -107,12 +114,13 @@ class AuditLedger:
         private_key: str | bytes | None = None,
         *,
         log_chunk_blocks: int = 50_000,
+        deployment_block: int = 0,
     ) -> AuditLedger:
         """Use an existing Web3 (e.g. eth-tester in-process) instead of an RPC URL."""
         self = cls.__new__(cls)
         contract = _args.address(address, "contract address")
         signer = _args.account(private_key) if private_key is not None else None
-        self._setup(w3, contract, signer, None, log_chunk_blocks, None)
+        self._setup(w3, contract, signer, None, log_chunk_blocks, None, deployment_block)
         return self
 
     @classmethod
@@ -137,7 +145,7 @@ class AuditLedger:
         if not created:
             raise TransactionFailed(f"deployment {tx_hash} created no contract")
         self = cls.__new__(cls)
-        self._setup(w3, _args.address(created), signer, sender, 50_000, rpc_url)
+        self._setup(w3, _args.address(created), signer, sender, 50_000, rpc_url, int(receipt["blockNumber"]))
         self.deployment = self._result(receipt)
         log.info("deployed AuditLedger at %s (gas %d)", self._address, self.deployment.gas_used)
         return self
@@ -150,6 +158,7 @@ class AuditLedger:
         sender: TransactionSender | None,
         log_chunk_blocks: int,
         rpc_url: str | None,
+        deployment_block: int,
     ) -> None:
         parts = interface()
         self._w3 = w3
@@ -163,7 +172,8 @@ class AuditLedger:
             sender = TransactionSender(w3, signer, self._boundary)
         self._sender = sender
         self._chain_id: int | None = None
-        self._log_chunk_blocks = max(1, log_chunk_blocks)
+        self._paging = LogPaging(max(1, log_chunk_blocks))
+        self._deployment_block = _args.uint(deployment_block, _args.UINT64_MAX, "deployment_block")
         self.deployment: TxResult | None = None
         """The deployment transaction, when this object deployed the contract."""
 
@@ -178,6 +188,11 @@ class AuditLedger:
     def account(self) -> str | None:
         """The sending account's address, or None for a read-only handle."""
         return self._sender.address if self._sender is not None else None
+
+    @property
+    def deployment_block(self) -> int:
+        """The block the contract was deployed in: no event query reads below it."""
+        return self._deployment_block
 
     @property
     def rpc_url(self) -> str | None:
@@ -201,6 +216,19 @@ class AuditLedger:
         """Balance in wei of `address` (default: this handle's account)."""
         target = _args.address(address) if address is not None else self._require_sender().address
         return self._rpc(lambda: int(self._w3.eth.get_balance(target)))  # type: ignore[arg-type]
+
+    def contribution_cost(self) -> int:
+        """Wei this handle's account must hold to send its next contribution (gas
+        limit x max fee per gas, as sent; 0 on a chain whose gas price is 0). Raises
+        the contract's error if the account could not record (e.g. NotRegistered), and
+        InsufficientFunds where the chain refuses even to estimate for an account that
+        cannot pay (eth-tester does)."""
+        sender = self._require_sender()
+        info = self.node_info(sender.address)
+        probe = keccak(b"medgossip contribution cost probe" + secrets.token_bytes(16))
+        args = (probe, probe, (info.last_round + 1) if info else 1, 1, probe, 0, _args.UINT64_MAX)
+        data = self._contract.encode_abi("recordContribution", args=list(args))
+        return sender.upfront_cost(bytes.fromhex(data[2:]), to=self._address)
 
     # -------------------------------------------------------------------- admin
 
@@ -250,17 +278,22 @@ class AuditLedger:
         sample_count: int,
         data_root: bytes,
         epsilon_spent: float,
+        withdrawals_seen_at: int | None = None,
     ) -> TxResult:
         """Record a contribution of this handle's node and wait for it to be mined.
 
         The contract takes one contribution per round, rounds strictly increasing per
         node (StaleRound), with `sample_count` at most the node's cap
-        (SampleCountOverCap) and `epsilon_spent` (this round's, rounded to
-        micro-epsilon) within what is left of the node's budget (PrivacyBudgetExceeded).
+        (SampleCountOverCap), `epsilon_spent` (this round's, rounded to
+        micro-epsilon) within what is left of the node's budget (PrivacyBudgetExceeded),
+        and no consent withdrawal mined after block `withdrawals_seen_at`, up to which
+        the node checked the round's subjects (WithdrawalNotSeen). None claims every
+        withdrawal seen: for callers that use no subjects (tests, benchmarks).
         """
         return self.wait_for(
             self.submit_contribution(
-                delta_hash, base_model_hash, round, sample_count, data_root, epsilon_spent
+                delta_hash, base_model_hash, round, sample_count, data_root, epsilon_spent,
+                withdrawals_seen_at=withdrawals_seen_at,
             )
         )
 
@@ -273,6 +306,7 @@ class AuditLedger:
         data_root: bytes,
         epsilon_spent: float,
         *,
+        withdrawals_seen_at: int | None = None,
         gas: int | None = None,
     ) -> str:
         """Send a contribution without waiting; returns the tx hash (see `wait_for`).
@@ -287,6 +321,8 @@ class AuditLedger:
             _args.uint(sample_count, _args.UINT32_MAX, "sample_count"),
             _args.hash32(data_root, "data_root"),
             epsilon_to_micros(epsilon_spent),
+            _args.UINT64_MAX if withdrawals_seen_at is None
+            else _args.uint(withdrawals_seen_at, _args.UINT64_MAX, "withdrawals_seen_at"),
         )
         return self._submit("recordContribution", args, gas)
 
@@ -426,9 +462,9 @@ class AuditLedger:
         return self._rpc(lambda: self._contract.functions[function](*args).call())
 
     def _logs(self, topics: list[str | None], from_block: int, to_block: int | None) -> Iterator[Any]:
-        start = _args.uint(from_block, _args.UINT64_MAX, "from_block")
+        start = max(self._deployment_block, _args.uint(from_block, _args.UINT64_MAX, "from_block"))
         end = self.block_number() if to_block is None else _args.uint(to_block, _args.UINT64_MAX, "to_block")
-        return iter_logs(self._w3, self._rpc, self._address, topics, start, end, self._log_chunk_blocks)
+        return iter_logs(self._w3, self._rpc, self._address, topics, start, end, self._paging)
 
     def _result(self, receipt: Any) -> TxResult:
         created = receipt.get("contractAddress")

@@ -1,8 +1,10 @@
-"""The local development chain: anvil on 127.0.0.1 with AuditLedger deployed.
+"""The local development chain: anvil (on 127.0.0.1, or an address others reach) with
+AuditLedger deployed.
 
     anvil.py    locate / start (detached, state persisted) / stop the anvil binary
     manage.py   start_devnet / stop_devnet / devnet_status: deploy, fund, register
-    info.py     DevnetInfo, DevNode: devnet.json (mode 0600, holds keys)
+    info.py     DevnetInfo, DevNode: devnet.json (mode 0600, holds keys); beside it
+                network.json (no keys: what other hosts need)
     processes.py  spawn: long-lived children that die with their parent
     errors.py   DevnetError hierarchy
 

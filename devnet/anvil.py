@@ -1,8 +1,9 @@
 """The anvil process: locate the binary, start it detached, wait for RPC, stop it.
 
 anvil is the native binary from the npm package `@foundry-rs/anvil` (started
-directly, never through `npx`: killing npx left anvil running). It listens on
-127.0.0.1 only and persists its chain to `--state FILE` (on SIGTERM, and every
+directly, never through `npx`: killing npx left anvil running). It listens on one
+address, 127.0.0.1 unless told (`host`: e.g. a bridge address other hosts reach), and
+persists its chain to `--state FILE` (on SIGTERM, and every
 second with `--state-interval 1`, so even a SIGKILL loses at most a second).
 
 An anvil started for a run (`die_with_parent=True`: the localnet, the tests) ends
@@ -13,11 +14,13 @@ with the process that started it, even one killed hard (see devnet/processes.py)
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +32,10 @@ from devnet.processes import spawn
 __all__ = [
     "ANVIL_ENV",
     "AnvilProcess",
+    "DEFAULT_HOST",
+    "check_host",
     "find_anvil",
+    "rpc_url_of",
     "free_port",
     "is_anvil_running",
     "port_is_free",
@@ -40,6 +46,8 @@ __all__ = [
 
 ANVIL_ENV = "MEDGOSSIP_ANVIL"
 """Environment variable overriding the anvil binary's path."""
+
+DEFAULT_HOST = "127.0.0.1"
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 _NPM_ANVIL = (
@@ -82,26 +90,53 @@ def find_anvil() -> Path:
     )
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+def check_host(host: str) -> str:
+    """An address anvil can bind and others can dial: one concrete IP address
+    (ValueError otherwise: 0.0.0.0 or :: would put an address nobody can dial into
+    devnet.json)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address (e.g. 127.0.0.1 or 198.18.0.1)") from None
+    if address.is_unspecified:
+        raise ValueError(
+            f"{host} means every interface, and devnet.json must name one address others can dial: "
+            "give this host's address on the network the hospitals share (e.g. 198.18.0.1)"
+        )
+    return str(address)
+
+
+def rpc_url_of(host: str, port: int) -> str:
+    """http://HOST:PORT, with an IPv6 address in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def port_is_free(port: int, host: str = DEFAULT_HOST) -> bool:
     """True when `host:port` can be bound right now by a server.
 
     SO_REUSEADDR as anvil sets it: connections of a previous server lingering in
     TIME_WAIT do not count, only a live listener does.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 return False
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise DevnetStartFailed(
+                    f"{host} is not an address of this host: anvil cannot listen there "
+                    "(give one of this host's addresses)"
+                ) from exc
             raise
     return True
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = DEFAULT_HOST) -> int:
     """A port the OS considers free (bind port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
@@ -111,28 +146,32 @@ def start_anvil(
     state_file: Path,
     log_file: Path,
     *,
+    host: str = DEFAULT_HOST,
     timeout: float = 30.0,
     block_time: float | None = None,
     state_interval: int | None = 1,
     die_with_parent: bool = False,
+    extra_args: Sequence[str] = (),
 ) -> AnvilProcess:
-    """Start anvil detached (own session) on 127.0.0.1:`port` and wait for its RPC.
+    """Start anvil detached (own session) on `host`:`port` and wait for its RPC.
 
     `state_interval` seconds between state dumps (None: only on SIGTERM). Each dump
     rewrites the whole chain: beyond a few thousand blocks it slows anvil down.
     `die_with_parent`: SIGTERM anvil when this process dies (call from the main
     thread); False keeps it running after we exit, as `medgossip devnet start` wants.
+    `extra_args` go to anvil as they are (e.g. ``("--gas-price", "0")``).
     """
     binary = find_anvil()
-    if not port_is_free(port):
+    host = check_host(host)
+    if not port_is_free(port, host):
         raise PortInUse(
-            f"port {port} on 127.0.0.1 is already in use (another devnet?); "
+            f"port {port} on {host} is already in use (another devnet?); "
             "stop it or choose another --port"
         )
     state_file.parent.mkdir(parents=True, exist_ok=True)
     command = [
         str(binary),
-        "--host", "127.0.0.1",
+        "--host", host,
         "--port", str(port),
         "--state", str(state_file),
     ]
@@ -140,10 +179,11 @@ def start_anvil(
         command += ["--state-interval", str(state_interval)]
     if block_time is not None:
         command += ["--block-time", str(block_time)]
+    command += list(extra_args)
     with open(log_file, "ab") as log:
         proc = spawn(command, stdout=log, stderr=subprocess.STDOUT, die_with_parent=die_with_parent)
     _children[proc.pid] = proc
-    rpc_url = f"http://127.0.0.1:{port}"
+    rpc_url = rpc_url_of(host, port)
     try:
         wait_for_rpc(rpc_url, timeout, proc=proc, log_file=log_file)
     except BaseException:  # also Ctrl-C / SIGTERM while waiting: no anvil left behind

@@ -7,8 +7,9 @@ lowest package, which imports nothing of ours); the whole project tree is drawn 
     MedgossipError
     └── DevnetError
         ├── AnvilNotFound        the anvil binary is not installed (run `make install`)
-        ├── PortInUse            the RPC port on 127.0.0.1 is taken
-        ├── DevnetStartFailed    anvil exited or never answered; the message quotes its log
+        ├── PortInUse            the RPC port on the chosen address is taken
+        ├── DevnetStartFailed    anvil exited, never answered, or cannot bind the
+        │                        address; the message quotes its log
         ├── DevnetNotRunning     no devnet.json, or its anvil is not running
         └── DevnetFileError      devnet.json is missing, unreadable or malformed
 
@@ -39,7 +40,7 @@ class AnvilNotFound(DevnetError):
 
 
 class PortInUse(DevnetError):
-    """The requested port is already bound on 127.0.0.1."""
+    """The requested port is already bound on the chosen address."""
 
 
 class DevnetStartFailed(DevnetError):

@@ -51,6 +51,8 @@ class DevnetInfo:
     port: int
     log_file: str
     deployed_block: int = 0
+    host: str = "127.0.0.1"
+    """the address anvil listens on (rpc_url names it)."""
     extra: dict[str, object] = field(default_factory=dict, compare=False)
 
     def node(self, name: str) -> DevNode:
@@ -124,6 +126,7 @@ class DevnetInfo:
                 port=int(data["port"]),
                 log_file=str(data["log_file"]),
                 deployed_block=int(data.get("deployed_block", 0)),
+                host=str(data.get("host", "127.0.0.1")),
                 extra={k: v for k, v in data.items() if k not in known and k != "nodes"},
             )
         except KeyError as exc:

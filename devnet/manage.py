@@ -1,7 +1,7 @@
 """Start, stop and inspect the local devnet of one directory.
 
     start_devnet(workdir, nodes=4, port=8545, peer_id_of=..., sample_cap=320,
-                 epsilon_budget=10.0)                           -> DevnetInfo
+                 epsilon_budget=10.0, host="127.0.0.1")         -> DevnetInfo
     stop_devnet(workdir)                                        -> bool
     devnet_status(workdir)                                      -> DevnetStatus
 
@@ -13,6 +13,10 @@ record. Node identities are fresh secp256k1 keys (not anvil's well-known dev key
 funded from anvil's first dev account. Peer IDs are computed by `peer_id_of`, which
 the caller injects (the CLI passes `gossip.identity.peer_id_bytes_from_secret`):
 devnet does not import gossip.
+
+Every start also writes network.json beside devnet.json: the same chain without keys,
+what another host passes to `medgossip node init --network` (with `host` an address
+that host can reach).
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ from contracts.ledger import (
     new_private_key,
     send_ether,
 )
+from contracts.network import NETWORK_FILE, NetworkInfo
 from contracts.units import DEFAULT_EPSILON_BUDGET
-from devnet.anvil import is_anvil_running, start_anvil, stop_anvil
+from devnet.anvil import DEFAULT_HOST, check_host, is_anvil_running, start_anvil, stop_anvil
 from devnet.errors import DevnetFileError, DevnetNotRunning
 from devnet.info import DEVNET_FILE, DevNode, DevnetInfo
 
@@ -99,6 +104,7 @@ def start_devnet(
     die_with_parent: bool = False,
     sample_cap: int = DEFAULT_SAMPLE_CAP,
     epsilon_budget: float = DEFAULT_EPSILON_BUDGET,
+    host: str | None = None,
 ) -> DevnetInfo:
     """Start (or restart) the devnet of `workdir` and return its devnet.json contents.
 
@@ -106,7 +112,8 @@ def start_devnet(
     port (unless `port` is given), contract re-used if its code is there, missing dev
     nodes (up to `nodes`) added. First start: deploy, register `nodes` dev nodes.
     Nodes registered by this call get `sample_cap` and `epsilon_budget`; nodes already
-    registered keep theirs.
+    registered keep theirs. `host`: the address anvil listens on (default: the recorded
+    one, else 127.0.0.1); one address others can dial (ValueError for 0.0.0.0).
     `die_with_parent`: anvil ends with this process (a run's own chain); False: it
     outlives us (`medgossip devnet start`).
     """
@@ -117,6 +124,8 @@ def start_devnet(
     if not 1 <= sample_cap < 2**32:
         raise ValueError("sample_cap must be in [1, 2**32 - 1]")
     epsilon_budget_to_micros(epsilon_budget)  # refused before anvil starts (InvalidInput)
+    if host is not None:
+        check_host(host)
     root = Path(workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
@@ -128,16 +137,22 @@ def start_devnet(
         return previous
 
     chosen_port = port if port is not None else (previous.port if previous else DEFAULT_PORT)
+    chosen_host = host if host is not None else (previous.host if previous else DEFAULT_HOST)
     state_file = root / STATE_FILE
     log_file = root / LOG_FILE
-    anvil = start_anvil(chosen_port, state_file, log_file, timeout=timeout, die_with_parent=die_with_parent)
+    anvil = start_anvil(chosen_port, state_file, log_file, host=chosen_host, timeout=timeout,
+                        die_with_parent=die_with_parent)
     try:
         info = _provision(root, anvil.rpc_url, anvil.pid, chosen_port, state_file, log_file,
                           nodes, peer_id_of, previous, _Limits(sample_cap, epsilon_budget))
     except BaseException:
         stop_anvil(anvil.pid)
         raise
+    info = replace(info, host=chosen_host)
     info.save(path)
+    NetworkInfo(info.rpc_url, info.chain_id, info.contract, info.deployed_block).save(
+        root / NETWORK_FILE, replace=True
+    )
     return info
 
 

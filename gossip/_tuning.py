@@ -34,6 +34,8 @@ Armour (used by gossip/network.py and gossip/guards.py through the functions her
   that raised out of it stopped the Pubsub service.
 * ``stream_handlers`` is the host's multistream-select table (protocol -> handler) that
   guards.py rewrites, so each inbound stream is checked before protocol code sees it.
+* ``wrap_connection_gate`` replaces the swarm's connection gate (asked about every
+  address it dials) with a wrapper: addresses.py uses it so a host never dials itself.
 
 Figures: NOTES-dependencies.md and bench/results/transport.json.
 """
@@ -73,6 +75,7 @@ __all__ = [
     "require_library",
     "seed_pubsub_seqno",
     "stream_handlers",
+    "wrap_connection_gate",
 ]
 
 LIBP2P_VERSION = "0.8.1"
@@ -128,6 +131,8 @@ _FINGERPRINTS: dict[str, tuple[str, str]] = {
         "3c1f7a98f927c6b8", "stores handlers in host.multiselect.handlers"),
     "libp2p.protocol_muxer.multiselect:Multiselect.negotiate": (
         "e870e3fe41c87e3c", "looks handlers up in self.handlers for each inbound stream"),
+    "libp2p.network.swarm:Swarm.dial_peer": (
+        "da3b538ccaeaeaa6", "asks self.connection_gate.is_allowed(addr) for every address"),
 }
 
 
@@ -375,3 +380,9 @@ def stream_handlers(host: Any) -> MutableMapping[Any, Any]:
     """The host's table of inbound protocol -> handler, read for every new stream."""
     handlers: MutableMapping[Any, Any] = host.multiselect.handlers
     return handlers
+
+
+def wrap_connection_gate(host: Any, wrap: Callable[[Any], Any]) -> None:
+    """Replace the swarm's connection gate by ``wrap(current gate)``."""
+    swarm = host.get_network()
+    swarm.connection_gate = wrap(swarm.connection_gate)

@@ -8,13 +8,20 @@ limit) and the pubsub message-id seqno is seeded from the nanosecond clock.
 A tuned host (the default) offers the tuned Yamux as ``/medgossip-yamux/1.0.0`` before the
 standard ``/yamux/1.0.0``, so it talks tuned to tuned hosts and standard to everyone else;
 an untuned host offers only ``/yamux/1.0.0`` with py-libp2p's own classes (see _tuning.py).
+
+What the host advertises (identify, its signed peer record, our announcements) is never an
+unspecified address: the announce addresses if configured, else the listen addresses
+with ``0.0.0.0``/``::`` replaced by the interface addresses (addresses.py).  Identify's
+observed-address discovery is off, so nothing else is added behind our back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gossip.addresses import SelfAddresses, advertised_addrs, parse_announce
 from gossip.errors import GossipConfigError, InvalidIdentity
 from gossip.logs import configure_libp2p_logging
 
@@ -35,6 +42,7 @@ class HostParts:
     host: Any
     pubsub: Any
     gossipsub: Any
+    self_addrs: SelfAddresses
 
 
 def parse_multiaddrs(addrs: list[str] | tuple[str, ...]) -> list[Any]:
@@ -56,8 +64,13 @@ def build_host(
     enable_mdns: bool = False,
     tuned: bool = True,
     max_inbound_rpc: int = 1024 * 1024,
+    announce: Sequence[str] = (),
 ) -> HostParts:
-    """Construct (not start) host, Pubsub and GossipSub for ``secret``."""
+    """Construct (not start) host, Pubsub and GossipSub for ``secret``.
+
+    ``announce``: multiaddrs to advertise instead of the listen addresses.
+    Raises GossipConfigError for an announce address that cannot work.
+    """
     import libp2p
     from libp2p.crypto.secp256k1 import create_new_key_pair
     from libp2p.crypto.x25519 import create_new_key_pair as create_x25519
@@ -71,6 +84,7 @@ def build_host(
 
     configure_libp2p_logging()
     _tuning.require_library()
+    announce_addrs = parse_announce(announce)
     noise = _tuning.TunedNoiseTransport if tuned else NoiseTransport
     try:
         key_pair = create_new_key_pair(secret)
@@ -85,6 +99,8 @@ def build_host(
         },
         muxer_opt=_tuning.muxer_options(tuned),
         enable_mDNS=enable_mdns,
+        addrs_factory=lambda candidates: advertised_addrs(candidates, announce_addrs),
+        disable_identify_address_discovery=True,
     )
     gossipsub = GossipSub(
         protocols=_pubsub_protocols(),
@@ -106,4 +122,5 @@ def build_host(
         max_inbound_rpc_size=max_inbound_rpc,
     )
     _tuning.seed_pubsub_seqno(pubsub)
-    return HostParts(host=host, pubsub=pubsub, gossipsub=gossipsub)
+    self_addrs = SelfAddresses(host.get_transport_addrs, host.get_addrs)
+    return HostParts(host=host, pubsub=pubsub, gossipsub=gossipsub, self_addrs=self_addrs)

@@ -46,7 +46,10 @@ class NodeConfig:
     devnet: Path | None = _f(None, 'a devnet.json to take rpc_url and contract from')
     rpc_url: str = _f("", 'Ethereum JSON-RPC URL of the ledger chain (overrides devnet)')
     contract: str = _f("", 'AuditLedger contract address (overrides devnet)')
+    network: Path | None = _f(None, 'a network.json (from `admin deploy`) to take rpc_url, contract and deployment_block from')
+    deployment_block: int = _f(0, "the block AuditLedger was deployed in: the peer reads the chain's events from there, not from block 0 (set by `node init --network`)")
     listen: tuple[str, ...] = _f(("/ip4/127.0.0.1/tcp/0",), 'libp2p multiaddrs to listen on')
+    announce: tuple[str, ...] = _f((), 'multiaddrs to advertise instead of the listen addresses (e.g. the public address of a host listening on 0.0.0.0)')
     bootstrap: tuple[str, ...] = _f((), 'multiaddrs (with /p2p/ID) of peers to dial at start')
     mdns: bool = _f(False, 'discover peers on the local network with mDNS')
     network_id: str = _f("", 'GossipSub topic namespace (default: chain id + contract address)')
@@ -76,6 +79,7 @@ class NodeConfig:
     keep_payloads: int = _f(0, "how many of its own latest payloads a peer keeps on disk and serves (0: all, so a hospital joining late can fetch the whole history)")
     metrics_port: int = _f(0, 'port of a Prometheus endpoint on 127.0.0.1 (0: none)')
     chain_poll: float = _f(1.0, 'seconds between polls for consent withdrawals and queued records')
+    max_unrecorded: int = _f(8, "with this many trained contributions waiting to be recorded on chain, the peer stops training (it still merges and serves) until fewer wait (0: no bound)")
 
     def __post_init__(self) -> None:
         from node.codec import CODECS  # imports torch: only when a config is built
@@ -89,6 +93,10 @@ class NodeConfig:
             raise ConfigError("local_steps, batch_size and eval_every must be >= 1 and fan_out >= 0")
         if self.keep_payloads < 0:
             raise ConfigError("keep_payloads must be >= 0 (0 keeps every payload)")
+        if self.deployment_block < 0:
+            raise ConfigError("deployment_block must be >= 0 (the block AuditLedger was deployed in)")
+        if self.max_unrecorded < 0:
+            raise ConfigError("max_unrecorded must be >= 0 (0: no bound)")
         if not 0 < self.topk_fraction <= 1:
             raise ConfigError("topk_fraction must be in (0, 1]")
         if not (self.norm_bound == 0 or self.norm_bound >= 1):

@@ -62,6 +62,8 @@ names are unique across the project::
     │   └── FetchFailed                  every holder failed; ``.reasons`` maps peer -> reason
     ├── LedgerError                      contracts.errors: the chain side
     │   ├── ChainUnavailable             RPC unreachable, refused, timed out, chain stopped
+    │   ├── LogRangeRefused              eth_getLogs refused even for one block (wider: narrowed)
+    │   ├── NetworkFileError             a network.json missing, unreadable or malformed
     │   ├── ContractNotFound             no AuditLedger code at the configured address
     │   ├── InvalidInput (ValueError)    a malformed argument, caught before sending
     │   ├── TransactionFailed            rejected or reverted without a project-specific reason
@@ -78,10 +80,11 @@ names are unique across the project::
     │       ├── SampleCountOverCap       AuditLedgerSampleCountOverCap(node, sampleCount, sampleCap)
     │       ├── PrivacyBudgetExceeded    AuditLedgerPrivacyBudgetExceeded(node, spentMicros,
     │       │                            epsilonMicros, budgetMicros)
+    │       ├── WithdrawalNotSeen        AuditLedgerWithdrawalNotSeen(withdrawalsSeenAt, lastWithdrawalBlock)
     │       └── RejectedArgument         AuditLedgerZeroHash / ZeroAddress / EmptyPeerId / ZeroSampleCap
     └── DevnetError                      devnet.errors: the local anvil chain
         ├── AnvilNotFound                the anvil binary is not installed (run `make install`)
-        ├── PortInUse                    the RPC port on 127.0.0.1 is taken
+        ├── PortInUse                    the RPC port on the chosen address is taken
         ├── DevnetStartFailed            anvil exited or never answered; the message quotes its log
         ├── DevnetNotRunning             no devnet.json, or its anvil is not running
         └── DevnetFileError              devnet.json is missing, unreadable or malformed

@@ -294,10 +294,11 @@ class Learner:
             return sum(u.weight for u in updates) / network.weight
         return len(updates) / max(network.nodes, 1)
 
-    def payload_norm(self, payload: bytes) -> float:
+    def payload_norm(self, payload: bytes, author: str | None = None, round_: int | None = None) -> float:
         """The L2 norm of a payload's update (a property of its bytes, the same on every
-        peer). Raises CodecError when it does not decode against our model."""
-        decoded = decode_delta(payload, self.base_state, model_id=self.settings.model)
+        peer). Raises CodecError when it does not decode against our model, or its
+        header does not name `author` and `round_` (its chain record's), when given."""
+        decoded = decode_delta(payload, self.base_state, model_id=self.settings.model, author=author, round=round_)
         return l2_norm(decoded.tensors)
 
     # --- evaluation -----------------------------------------------------------------

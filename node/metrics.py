@@ -20,6 +20,7 @@ _GAUGES = {
     "accuracy": "accuracy on the local held-out split",
     "epsilon_total": "DP epsilon spent over the node's lifetime",
     "merged_total": "peer deltas merged since start",
+    "known_unmerged": "valid records on chain by other nodes, neither merged nor refused yet",
     "recorded_total": "contributions recorded since start",
     "withdrawals_applied": "consent withdrawals applied since start",
     "bytes_sent": "bytes sent on the network",
@@ -37,6 +38,10 @@ class PeerMetrics:
         self.gauges = {
             name: Gauge(f"medgossip_{name}", doc, registry=self.registry) for name, doc in _GAUGES.items()
         }
+        self.paused = Gauge(
+            "medgossip_training_paused", "1 while backpressure pauses training (max_unrecorded reached)",
+            registry=self.registry,
+        )
         self.dropped = Gauge(
             "medgossip_dropped", "peer deltas dropped, by reason", ["reason"], registry=self.registry
         )
@@ -49,5 +54,6 @@ class PeerMetrics:
             value = getattr(status, name)
             if isinstance(value, (int, float)):
                 gauge.set(value)
+        self.paused.set(1 if status.paused else 0)
         for reason, count in status.dropped.items():
             self.dropped.labels(reason=reason).set(count)

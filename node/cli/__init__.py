@@ -5,18 +5,19 @@ dependencies (torch, web3, libp2p) inside the command functions, so that `--help
 stays fast. Every command runs inside one error boundary (`_boundary.py`): an expected
 failure is one red line on stderr and a non-zero exit, never a traceback.
 
-    devnet.py     medgossip devnet start|stop|status    local anvil chain
-    admin.py      medgossip admin register-node|set-sample-cap|revoke-node|set-genesis
+    devnet.py     medgossip devnet start|stop|status    local anvil chain (--host: reachable)
+    admin.py      medgossip admin deploy|fund|register-node|set-sample-cap|revoke-node|set-genesis
     ledger.py     medgossip ledger query                the audit trail
     consent.py    medgossip consent withdraw|status     a patient's withdrawal, and its state
     audit.py      medgossip audit prove|verify          proofs that a withdrawn subject was not used
     data.py       medgossip data ingest|make-demo|tokens  DICOM in, manifest out
-    peer.py       medgossip node start|status|init      the peer process
+    peer.py       medgossip node start|status|init|genesis-hash   the peer process
     demo.py       medgossip demo                        the whole thing on loopback
     localnet.py   the demo's peers, anvil and data as OS processes (also used by tests)
     _boundary.py  the one error boundary: `fail`, and the root group that catches
                   MedgossipError around every command
-    _options.py   --json/--devnet/--rpc/--contract, declared once
+    _options.py   --json/--devnet (= --network)/--rpc/--contract, declared once
+    _addrs.py     multiaddr options checked (node init), the fixed default port 4001
     _chain.py     which chain and key a chain command uses; JSON forms of records
 """
 

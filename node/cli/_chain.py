@@ -1,6 +1,10 @@
 """Shared plumbing of the chain commands (devnet, admin, ledger, consent): which chain
 and key to use, JSON forms of ledger records. Errors end at `node.cli._boundary`.
 
+Which chain: `--rpc URL --contract ADDR`, else a chain file given by `--devnet` or
+`--network` (one option: a network.json, marked by its "format", or a devnet.json),
+else run/devnet/devnet.json. `resolve_target` is the one place that decides.
+
 Heavy imports (web3 through contracts.ledger) happen inside the functions.
 """
 
@@ -19,6 +23,7 @@ from node.cli._boundary import fail
 
 if TYPE_CHECKING:
     from contracts.ledger import AuditLedger
+    from contracts.network import NetworkInfo
     from devnet.info import DevnetInfo
 
 DEFAULT_DEVNET_DIR = Path("run/devnet")
@@ -36,6 +41,8 @@ class ChainTarget:
     rpc_url: str
     contract: str
     devnet: DevnetInfo | None
+    deployment_block: int = 0
+    """event queries start here (the network file's, or the devnet's deployment)."""
 
 
 def check_address(value: str, what: str) -> str:
@@ -57,21 +64,51 @@ def check_node_ref(value: str, what: str) -> str:
 
 
 def resolve_target(devnet: Path | None, rpc: str | None, contract: str | None) -> ChainTarget:
-    """--rpc/--contract if both given, else the devnet file (default run/devnet).
+    """--rpc/--contract if both given, else the chain file `devnet` (--devnet or
+    --network: a devnet.json or a network.json), else run/devnet/devnet.json.
 
-    The flags are checked before the devnet file is read.
+    The flags are checked before any file is read.
     """
     from devnet.info import DevnetInfo
 
     if (rpc is None) != (contract is None):
-        fail("--rpc and --contract go together (or use --devnet)")
+        fail("--rpc and --contract go together (or use --devnet / --network)")
     if contract is not None:
         check_address(contract, "--contract")
-    if rpc is not None and contract is not None:
-        info = DevnetInfo.load(devnet) if devnet is not None else None
-        return ChainTarget(rpc, contract, info)
-    info = DevnetInfo.load(devnet if devnet is not None else DEFAULT_DEVNET_FILE)
-    return ChainTarget(info.rpc_url, info.contract, info)
+    chain = load_chain_file(devnet) if devnet is not None else None
+    if rpc is None or contract is None:
+        chain = chain if chain is not None else load_chain_file(DEFAULT_DEVNET_FILE)
+        rpc, contract = chain.rpc_url, chain.contract
+    names = chain if isinstance(chain, DevnetInfo) else None
+    return ChainTarget(rpc, contract, names, _deployed(chain, contract))
+
+
+def load_chain_file(path: Path) -> DevnetInfo | NetworkInfo:
+    """A network.json (it says so in its "format") or a devnet.json (a folder: its
+    devnet.json). Errors are the files' own one-line errors."""
+    from contracts.network import NetworkInfo, is_network_file
+    from devnet.info import DevnetInfo
+
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            data = None  # DevnetInfo.load words what is wrong with it
+        if is_network_file(data):
+            return NetworkInfo.from_json(data, str(path))
+    elif path != DEFAULT_DEVNET_FILE and not path.exists():
+        fail(f"{path} not found: give the network.json of `medgossip admin deploy` "
+             "(or a devnet.json of `medgossip devnet start`)")
+    return DevnetInfo.load(path)
+
+
+def _deployed(chain: DevnetInfo | NetworkInfo | None, contract: str) -> int:
+    """The deployment block the chain file gives for `contract` (0: unknown)."""
+    from devnet.info import DevnetInfo
+
+    if chain is None or chain.contract.lower() != contract.lower():
+        return 0
+    return chain.deployed_block if isinstance(chain, DevnetInfo) else chain.deployment_block
 
 
 def read_key_file(path: Path) -> str:
@@ -94,7 +131,7 @@ def read_key_file(path: Path) -> str:
 def open_ledger(target: ChainTarget, private_key: str | None = None) -> AuditLedger:
     from contracts.ledger import AuditLedger
 
-    return AuditLedger(target.rpc_url, target.contract, private_key)
+    return AuditLedger(target.rpc_url, target.contract, private_key, deployment_block=target.deployment_block)
 
 
 def node_names(target: ChainTarget) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Options shared by several commands, declared once (typer `Annotated` aliases).
 
 A command takes, for example, ``json_output: JsonOutput = False`` or
-``devnet: DevnetFile = None``; the flag name and help text live only here.
+``devnet: DevnetFile = None`` (--devnet or --network); the flag names and help text
+live only here.
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ JsonOutput = Annotated[bool, typer.Option("--json", help="Print the result as JS
 
 DevnetFile = Annotated[
     Optional[Path],
-    typer.Option("--devnet", help="devnet.json to use (default: run/devnet/devnet.json)."),
+    typer.Option(
+        "--devnet", "--network",
+        help="The chain to use: a network.json (from `admin deploy`, no keys) or a devnet.json "
+             "(default: run/devnet/devnet.json).",
+    ),
 ]
+"""--devnet and --network are one option: the file says which it is (see _chain.py)."""
 
 RpcUrl = Annotated[
     Optional[str],

@@ -163,10 +163,10 @@ def _table(net: Any, withdrawal: dict[str, Any]) -> Table:
             f"{s.round}/{s.rounds_target or '?'}",
             f"{s.accuracy:.3f}",
             "-" if s.eval_accuracy is None else f"{s.eval_accuracy:.3f}",
-            str(s.merged_total),
+            str(s.merged_total) + (f" (+{s.known_unmerged} due)" if s.known_unmerged else ""),
             str(s.peers),
             f"{s.bytes_sent / 1e6:.1f}",
-            str(s.queued_records),
+            str(s.queued_records) + (" (paused)" if s.paused else ""),
             "applied" if s.withdrawals_applied else ("pending" if withdrawal else "-"),
             *((s.epsilon_summary(),) if dp else ()),
         )

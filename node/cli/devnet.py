@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from contracts.units import DEFAULT_EPSILON_BUDGET
+from node.cli._boundary import fail
 from node.cli._chain import DEFAULT_DEVNET_DIR, out, print_json
 from node.cli._options import JsonOutput
 
@@ -18,8 +19,9 @@ if TYPE_CHECKING:
 app = typer.Typer(
     no_args_is_help=True,
     help=(
-        "A local development chain: anvil on 127.0.0.1 (state kept in a file), "
-        "AuditLedger deployed, dev nodes registered, all recorded in DIR/devnet.json."
+        "A development chain: anvil on 127.0.0.1 or --host ADDR (state kept in a file), "
+        "AuditLedger deployed, dev nodes registered, all recorded in DIR/devnet.json "
+        "(and DIR/network.json, without keys, for other hosts)."
     ),
 )
 
@@ -31,7 +33,12 @@ def start(
     dir: Path = DirOption,
     port: Optional[int] = typer.Option(
         None, "--port", min=1, max=65535,
-        help="RPC port on 127.0.0.1 (default: the recorded one, else 8545).",
+        help="RPC port (default: the recorded one, else 8545).",
+    ),
+    host: Optional[str] = typer.Option(
+        None, "--host",
+        help="IP address anvil listens on, which devnet.json's rpc_url names: an address the "
+             "other hosts reach, e.g. 198.18.0.1 (default: the recorded one, else 127.0.0.1).",
     ),
     nodes: int = typer.Option(4, "--nodes", min=0, help="Number of dev nodes to register."),
     sample_cap: int = typer.Option(320, "--sample-cap", min=1, max=2**32 - 1, help="Sample cap of newly registered dev nodes (default: 10 local steps x batch 32)."),
@@ -40,12 +47,21 @@ def start(
 ) -> None:
     """Start anvil, deploy AuditLedger and register dev nodes (first run), or resume
     the recorded chain (records survive a restart). Writes DIR/devnet.json (mode 0600:
-    it holds the dev keys)."""
+    it holds the dev keys) and DIR/network.json (no keys: give it to other hosts).
+
+    Example: medgossip devnet start --host 198.18.0.1 --port 8545
+    """
     from devnet import start_devnet
+    from devnet.anvil import check_host
     from gossip.identity import peer_id_bytes_from_secret
 
+    if host is not None:
+        try:
+            check_host(host)
+        except ValueError as exc:
+            fail(f"--host: {exc}")
     info = start_devnet(dir, nodes=nodes, port=port, peer_id_of=peer_id_bytes_from_secret,
-                        sample_cap=sample_cap, epsilon_budget=epsilon_budget)
+                        sample_cap=sample_cap, epsilon_budget=epsilon_budget, host=host)
     _show(info, dir, json_output)
 
 
@@ -88,6 +104,7 @@ def _public(info: DevnetInfo) -> dict[str, Any]:
 
     return {
         "rpc_url": info.rpc_url,
+        "host": info.host,
         "chain_id": info.chain_id,
         "contract": info.contract,
         "admin": info.admin,
@@ -109,6 +126,8 @@ def _show(info: DevnetInfo, dir: Path, json_output: bool) -> None:
     out.print(f"contract {public['contract']}")
     out.print(f"admin    {public['admin']}")
     out.print(f"file     {dir / 'devnet.json'}  (holds private keys)")
+    if (dir / "network.json").exists():
+        out.print(f"share    {dir / 'network.json'}  (no keys: for `node init --network` on other hosts)")
     table = Table(title="dev nodes")
     table.add_column("name", no_wrap=True)
     table.add_column("address", overflow="fold")

@@ -1,4 +1,4 @@
-"""medgossip node start|status|init: the peer process and a look at it."""
+"""medgossip node start|status|init|genesis-hash: the peer process and a look at it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from node.cli._addrs import DEFAULT_LISTEN, DEFAULT_PORT, check_announce, check_bootstrap, check_listen
 from node.cli._boundary import fail
 from node.config import ENV_PREFIX, NodeConfig
 
@@ -60,14 +61,26 @@ def _start(config: Optional[Path], verbose: bool, **overrides: Any) -> None:
 
 
 def _with_chain(cfg: NodeConfig) -> NodeConfig:
-    """Take rpc_url and contract from the config's devnet.json where they are not set
-    (only the CLI reads devnet files: the peer knows nothing of devnets)."""
-    if cfg.devnet is None or (cfg.rpc_url and cfg.contract):
+    """Take rpc_url, contract and deployment_block from the config's network.json (or
+    else devnet.json) where they are not set (only the CLI reads these files: the peer
+    knows nothing of devnets)."""
+    if cfg.rpc_url and cfg.contract:
         return cfg
-    from devnet.info import DevnetInfo
+    if cfg.network is not None:
+        from contracts.network import NetworkInfo
 
-    info = DevnetInfo.load(cfg.devnet)  # a DevnetFileError says what is wrong with it
-    return dataclasses.replace(cfg, rpc_url=cfg.rpc_url or info.rpc_url, contract=cfg.contract or info.contract)
+        net = NetworkInfo.load(cfg.network)  # a NetworkFileError says what is wrong with it
+        rpc_url, contract, block = net.rpc_url, net.contract, net.deployment_block
+    elif cfg.devnet is not None:
+        from devnet.info import DevnetInfo
+
+        info = DevnetInfo.load(cfg.devnet)  # a DevnetFileError says what is wrong with it
+        rpc_url, contract, block = info.rpc_url, info.contract, info.deployed_block
+    else:
+        return cfg
+    chosen = cfg.contract or contract
+    block = cfg.deployment_block or (block if chosen.lower() == contract.lower() else 0)
+    return dataclasses.replace(cfg, rpc_url=cfg.rpc_url or rpc_url, contract=chosen, deployment_block=block)
 
 
 def _build_start() -> Any:
@@ -141,8 +154,10 @@ def status(
         ("connected peers", str(status.peers)),
         ("last contribution", f"round {last.round} {last.delta_hash[:18]}… {last.status}" if last else "-"),
         ("queued for the chain", f"{status.queued_records}" + ("" if status.recorder == "ok" else f" ({status.recorder})")),
+        ("training", status.training),
         ("accuracy (local held-out)", f"{status.accuracy:.4f}"),
         ("merged / recorded", f"{status.merged_total} / {status.recorded_total}"),
+        ("known, not merged yet", str(status.known_unmerged)),
         ("withdrawn subjects", str(status.withdrawn_subjects)
          + (f" ({status.withdrawals_ignored} withdrawal(s) by another node not obeyed)" if status.withdrawals_ignored else "")),
         ("epsilon spent / budget", status.epsilon_summary()),
@@ -157,32 +172,91 @@ def status(
 
 @app.command("init")
 def init(
-    out: Path = typer.Option(Path("."), "--out", "-o", help="Folder for node.key and node.toml."),
+    out: Path = typer.Option(Path("."), "--dir", "--out", "-o", help="Folder for node.key and node.toml (created if absent)."),
     data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Ingested data folder the config points at."),
-    devnet: Optional[Path] = typer.Option(None, "--devnet", help="devnet.json the config points at."),
+    listen: Optional[list[str]] = typer.Option(None, "--listen", help=f"Multiaddr to listen on (repeatable). Default {DEFAULT_LISTEN}: every interface, on the fixed medgossip port {DEFAULT_PORT}, so others know this peer's address in advance."),
+    announce: Optional[list[str]] = typer.Option(None, "--announce", help=f"Multiaddr other peers dial to reach this one (repeatable), e.g. /ip4/198.18.0.11/tcp/{DEFAULT_PORT}: needed when listening on 0.0.0.0 behind one known address."),
+    bootstrap: Optional[list[str]] = typer.Option(None, "--bootstrap", help=f"Multiaddr with /p2p/PEER_ID of another hospital's peer to dial at start (repeatable), e.g. /ip4/198.18.0.12/tcp/{DEFAULT_PORT}/p2p/16Uiu2HAm..."),
+    rpc_url: Optional[str] = typer.Option(None, "--rpc-url", help="JSON-RPC URL of the ledger chain (with --contract)."),
+    contract: Optional[str] = typer.Option(None, "--contract", help="AuditLedger address (with --rpc-url)."),
+    network: Optional[Path] = typer.Option(None, "--network", help="network.json from the consortium admin (`admin deploy`): its RPC URL, contract and deployment block go into node.toml."),
+    devnet: Optional[Path] = typer.Option(None, "--devnet", help="devnet.json the config points at (a local dev chain)."),
 ) -> None:
-    """Create a node key and a config template; print the peer ID and address to register."""
+    """Create a node key and node.toml; print the peer ID and address to register.
+
+    An existing key is kept (it is the node's identity); an existing node.toml is kept
+    too, and then no address or chain option may be given (edit the file instead).
+
+    Example: medgossip node init --dir hospital-a --network network.json
+    --announce /ip4/198.18.0.11/tcp/4001 --bootstrap /ip4/198.18.0.12/tcp/4001/p2p/16Uiu2HAm...
+    """
     from gossip.identity import eth_address_from_peer_id, load_or_create_secret, peer_id_from_secret
+    from node.cli._chain import check_address
     from node.config import to_toml
 
+    # Every option is checked before anything is written (the key needs the folder).
+    listen_addrs = tuple(check_listen(a) for a in listen or [DEFAULT_LISTEN])
+    announce_addrs = tuple(check_announce(a) for a in announce or [])
+    if (rpc_url is None) != (contract is None):
+        fail("--rpc-url and --contract go together (or use --network FILE)")
+    if network is not None and rpc_url is not None:
+        fail("give the chain once: --network FILE, or --rpc-url and --contract")
+    if rpc_url is not None and not rpc_url.startswith(("http://", "https://")):
+        fail(f"--rpc-url {rpc_url!r} is not an http(s) JSON-RPC URL (e.g. http://198.18.0.1:8545)")
+    if contract is not None:
+        check_address(contract, "--contract")
+    chain_rpc, chain_contract, deployed = rpc_url or "", contract or "", 0
+    if network is not None:
+        from contracts.network import NetworkInfo
+
+        net = NetworkInfo.load(network)
+        chain_rpc, chain_contract, deployed = net.rpc_url, net.contract, net.deployment_block
     if out.exists() and not out.is_dir():
-        fail(f"--out {out} is a file: give a folder for node.key and node.toml (created if absent)")
+        fail(f"--dir {out} is a file: give a folder for node.key and node.toml (created if absent)")
+    config_path = out / "node.toml"
+    given = [flag for flag, value in (("--listen", listen), ("--announce", announce), ("--bootstrap", bootstrap),
+                                      ("--rpc-url", rpc_url), ("--network", network), ("--devnet", devnet)) if value]
+    if config_path.exists() and given:
+        fail(f"{config_path} exists and is kept: edit it for {', '.join(given)}, or init another --dir")
     out.mkdir(parents=True, exist_ok=True)
     secret = load_or_create_secret(out / "node.key")
     peer_id = peer_id_from_secret(secret)
-    config_path = out / "node.toml"
+    bootstrap_addrs = tuple(check_bootstrap(a, peer_id) for a in bootstrap or [])
     if not config_path.exists():
-        cfg = NodeConfig(key_file=Path("node.key"), data_dir=data_dir, checkpoint_dir=Path("checkpoint"), devnet=devnet)
+        cfg = NodeConfig(key_file=Path("node.key"), data_dir=data_dir, checkpoint_dir=Path("checkpoint"), devnet=devnet,
+                         listen=listen_addrs, announce=announce_addrs, bootstrap=bootstrap_addrs,
+                         rpc_url=chain_rpc, contract=chain_contract, deployment_block=deployed)
         config_path.write_text(to_toml(cfg))
+    address = eth_address_from_peer_id(peer_id)
     typer.echo(f"key:     {out / 'node.key'} (keep it secret; it is the node's identity and account)")
     typer.echo(f"config:  {config_path}")
     typer.echo(f"peer ID: {peer_id}")
-    typer.echo(f"address: {eth_address_from_peer_id(peer_id)}")
+    typer.echo(f"address: {address}")
+    for addr in announce_addrs:
+        typer.echo(f"bootstrap address for other hospitals: {addr}/p2p/{peer_id}")
     typer.echo(
         f"next: the consortium admin runs `medgossip admin register-node --address "
-        f"{eth_address_from_peer_id(peer_id)} --peer-id {peer_id} --sample-cap N` "
-        "(N: the most samples one contribution may declare, e.g. local steps x batch size)"
+        f"{address} --peer-id {peer_id} --sample-cap N` "
+        "(N: the most samples one contribution may declare, e.g. local steps x batch size) "
+        f"and, on a chain with a gas price, `medgossip admin fund --address {address} --amount ETH`"
     )
+
+
+@app.command("genesis-hash")
+def genesis_hash(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="The node's TOML config (its model, image_size, num_classes, genesis_seed)."),
+) -> None:
+    """Print the hash of the genesis model this config builds: what the consortium
+    admin passes to `medgossip admin set-genesis --hash`. Every hospital's config
+    must build the same one (same model, image_size, num_classes, genesis_seed).
+
+    Example: medgossip node genesis-hash --config hospital-a/node.toml
+    """
+    from node.config import load_config
+    from node.peer.preflight import config_genesis_hash
+
+    cfg = load_config(config)
+    typer.echo("0x" + config_genesis_hash(cfg).hex())
 
 
 def _alive(pid: int) -> bool:

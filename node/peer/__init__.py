@@ -2,6 +2,7 @@
 
     process.py     build a Peer from its config; run it until done or SIGINT/SIGTERM
     loop.py        `Peer`: the round loop (train, commit, merge, checkpoint), sequencing the rest
+    preflight.py   start-up checks on chain (registered, funded, same genesis), one line each
     inbox.py       `DeltaInbox`: announced / ready / merged / refused peer deltas, one "wanted" rule
     prefetch.py    `Prefetcher`: verifies announced deltas on chain and fetches them while we train
     watch.py       `ChainWatch`: every delta recorded on chain reaches the inbox and the norm book

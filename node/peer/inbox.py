@@ -15,6 +15,8 @@ Only a definite answer refuses (recorded by another author, undecodable payload)
 depends on timing (a holder unreachable or lying, a chain that cannot answer) is tried
 again later, so every peer ends with the same set (DESIGN.md, "Trust model"). A payload
 that nobody serves stays wanted, on every peer alike, retried every RETRY_MAX s at most.
+A healed network must not wait out old backoffs: `retry_now` makes them due at once
+(the chain watch calls it when a peer connects), and RETRY_MAX bounds the rest.
 The merged and refused maps are the node's durable state (`NodeState`), shared with the
 checkpoint; only trio tasks call the inbox, so nothing here needs a lock.
 """
@@ -35,8 +37,12 @@ MAX_TRIES = 3
 wait for now), and an announced hash still not recorded on chain is forgotten (the chain
 watcher offers it again if it is recorded later). Neither refuses it."""
 RETRY_BASE = 0.5
-RETRY_MAX = 30.0
-"""seconds before a failed pull is tried again: RETRY_BASE, doubling per failure, at most RETRY_MAX."""
+RETRY_MAX = 10.0
+"""seconds before a failed pull is tried again: RETRY_BASE, doubling per failure, at most
+RETRY_MAX. Unless a reconnect makes them due at once (`retry_now`), a delta recorded during
+a partition is merged at most RETRY_MAX + a pull in flight at the heal (its holders'
+timeouts: 2 x 15 s with two holders) + one round after the network heals. The goal is
+60 s (issue 14): 30 s would not keep that bound under it."""
 
 
 def key_of(delta_hash: bytes) -> str:
@@ -65,8 +71,12 @@ class Signal:
 class DeltaInbox:
     """Announced, ready, merged and refused deltas of peers, by delta hash (hex)."""
 
-    def __init__(self, merged: dict[str, int], refused: dict[str, str]) -> None:
+    def __init__(
+        self, merged: dict[str, int], refused: dict[str, str], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._merged = merged
+        self._clock = clock
+        """the time backoffs are measured in (trio.current_time in tests on a MockClock)."""
         self._refused = refused
         self._announced: dict[str, dict[str, Announcement]] = {}
         """per peer ID, its wanted deltas that are not ready yet."""
@@ -74,7 +84,7 @@ class DeltaInbox:
         """verified payloads waiting for a merge, per peer ID."""
         self._failures: dict[str, int] = {}
         self._retry_at: dict[str, float] = {}
-        """key -> time.monotonic() before which a failed pull is not tried again."""
+        """key -> clock() before which a failed pull is not tried again."""
         self.announced = Signal()
         """fired when a new wanted delta is offered."""
         self.arrived = Signal()
@@ -108,12 +118,19 @@ class DeltaInbox:
     def next_for(self, peer_id: str) -> Announcement | None:
         """The newest wanted delta of this peer that is not ready yet and is due (not
         backing off after a failed pull)."""
-        now = time.monotonic()
+        now = self._clock()
         todo = [
             a for k, a in self._announced.get(peer_id, {}).items()
             if self.wanted(k) and self._retry_at.get(k, 0.0) <= now
         ]
         return max(todo, key=lambda a: a.round) if todo else None
+
+    def retry_now(self) -> None:
+        """Every failed pull is due again now (a peer connected: the network may have
+        healed); the failure counts stay, so the next failures back off as long."""
+        if self._retry_at:
+            self._retry_at.clear()
+            self.announced.fire()  # the prefetcher looks at once
 
     def pending(self, key: str) -> bool:
         """Still announced and waiting for a pull (not ready, not refused or forgotten)."""
@@ -190,7 +207,7 @@ class DeltaInbox:
             self._failures.pop(key, None)
             self._retry_at.pop(key, None)
         else:
-            self._retry_at[key] = time.monotonic() + min(RETRY_MAX, RETRY_BASE * 2 ** (tries - 1))
+            self._retry_at[key] = self._clock() + min(RETRY_MAX, RETRY_BASE * 2 ** (tries - 1))
         if tries >= MAX_TRIES:
             self.arrived.fire()  # a catch-up waiting on it stops waiting
             return True

@@ -9,14 +9,15 @@
     4. checkpoint the merged round ("round" tensors, node.json, status.json).
 
 Beside the loop, in one nursery: the announcement listener and the chain watch (both
-offer deltas to the inbox), the prefetcher, the recorder and the consent watcher.
+offer deltas to the inbox; the watch is also the anti-entropy), the prefetcher, the
+recorder and the consent watcher. Training pauses (merge-only rounds) while the privacy
+budget is spent or `max_unrecorded` contributions wait for the chain (backpressure).
 Worker threads return values; only trio tasks change the peer's state.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -25,13 +26,15 @@ from typing import Any
 import trio
 
 from contracts.ledger import AuditLedger
+from contracts.records import NodeInfo
 from gossip import GossipNetwork, GossipStats
-from gossip.identity import eth_address_from_peer_id, peer_id_from_secret, peer_id_to_bytes
+from gossip.identity import eth_address_from_peer_id, peer_id_from_secret
 from node.checkpoint import CheckpointStore, JournalEntry, NodeState
 from node.config import NodeConfig
-from node.errors import PeerError
 from node.learner import Contribution, Learner, PeerPayload
 from node.metrics import PeerMetrics
+from node.peer import preflight
+from node.peer.backpressure import Backpressure
 from node.peer.chain_view import ChainView, Recorded
 from node.peer.consent import ConsentWatcher
 from node.peer.durable import Durable
@@ -39,7 +42,7 @@ from node.peer.inbox import DeltaInbox, key_of
 from node.peer.norms import NormBook
 from node.peer.prefetch import Prefetcher
 from node.peer.recorder import Recorder
-from node.peer.status import Counters, LastContribution, PeerStatus, journal_epsilon_total
+from node.peer.status import Counters, PeerStatus, snapshot
 from node.peer.watch import ChainWatch
 
 log = logging.getLogger("medgossip.peer")
@@ -60,11 +63,13 @@ class Peer:
         self.learner = learner
         self.learner.author = self.address  # every payload's header names its recording node
         self.durable = Durable(CheckpointStore(config.checkpoint_dir))
+        self.backpressure = Backpressure(self.durable, config.max_unrecorded, config.chain_poll)
         self.counters = Counters()
         self.metrics = PeerMetrics() if config.metrics_port else None
         self._open_inbox()
         self.consent: ConsentWatcher | None = None
         self.recorder: Recorder | None = None
+        self.watch: ChainWatch | None = None
         self.net: GossipNetwork | None = None
         self.last_stats: GossipStats | None = None
         self.last_accuracy: tuple[float, float | None] = (0.0, None)
@@ -83,7 +88,7 @@ class Peer:
         the inbox until its norm reference can be decided."""
         state = self.durable.state
         self.inbox = DeltaInbox(state.merged, state.refused)
-        self.norms = NormBook(state.norms)
+        self.norms = NormBook(state.norms, state.refused)
         self.inbox.gate = lambda p: self.norms.reference(key_of(p.delta_hash)) is not None
 
     @property
@@ -96,26 +101,15 @@ class Peer:
 
     # --- start-up (blocking, before the event loop) -----------------------------------
 
-    def prepare(self) -> None:
-        """Checks against the chain and the checkpoint; blocking."""
-        info = self.chain.ledger.node_info(self.address)
-        if info is None or not info.active:
-            raise PeerError(
-                f"this node's address {self.address} is not an active registered node on the "
-                "ledger: ask the consortium admin to run `medgossip admin register-node`"
-            )
-        if info.peer_id != peer_id_to_bytes(self.peer_id):
-            raise PeerError("the peer ID registered on chain for this address is not this key's")
-        self.sample_cap = info.sample_cap
-        self._recorded = self.chain.refresh()  # every record so far, and the statistics, off the loop
-        genesis = self.chain.ledger.genesis_model()
-        if genesis is None:
-            raise PeerError("no genesis model on chain: the admin runs `medgossip admin set-genesis`")
-        if genesis != self.learner.genesis_hash:
-            raise PeerError(
-                f"genesis model mismatch: chain has {key_of(genesis)}, this config builds "
-                f"{key_of(self.learner.genesis_hash)} (check model, image_size, genesis_seed)"
-            )
+    def prepare(self, node: NodeInfo | None = None) -> None:
+        """Checks against the chain (node.peer.preflight) and the checkpoint; blocking.
+        `node`: this key's registration, when `build_peer` checked it (and the funds)
+        before reading the data."""
+        ledger = self.chain.ledger
+        node = node if node is not None else preflight.check_node(ledger, self.address, self.peer_id)
+        self.sample_cap = node.sample_cap
+        self._recorded = self.chain.refresh()  # every record since deployment, and the statistics, off the loop
+        preflight.check_genesis(ledger, self.learner.genesis_hash, self.config)
         state = self.store.load_state()
         self.durable.state = state
         self._open_inbox()
@@ -141,9 +135,10 @@ class Peer:
             consent=self.consent,
         )
         prefetcher = Prefetcher(self.inbox, self.chain, net, config, self.counters, self.norms, self.learner.payload_norm)
-        watch = ChainWatch(
+        self.watch = watch = ChainWatch(
             self.chain, self.inbox, self.norms, self.store, self.learner.payload_norm, self.address, config.chain_poll
         )
+        watch.connected, watch.on_poll = net.connected_peers, self.write_status  # status: at least every poll
         missed_keys = watch.offer(self._recorded)
         if missed_keys:
             log.info("found %d recorded delta(s) not merged yet on chain", len(missed_keys))
@@ -202,8 +197,9 @@ class Peer:
             round_ = self.state.round + 1
             self.round_started = time.monotonic()
             self.phases = {}
-            if not await self.recorder.budget.allows_round(self.learner.trainer, self.config.local_steps):
-                self.learner.base_state = self.learner.state()  # privacy budget spent: merge only (node.peer.budget)
+            if not (await self.backpressure.allows_round()
+                    and await self.recorder.budget.allows_round(self.learner.trainer, self.config.local_steps)):
+                self.learner.base_state = self.learner.state()  # merge only (node.peer.backpressure, .budget)
                 await self._merge_round(round_, 0)
                 continue
             withdrawn = frozenset(self.consent.withdrawn) if self.consent else frozenset()
@@ -276,10 +272,8 @@ class Peer:
                 with trio.move_on_after(self.config.chain_poll):
                     await self.inbox.arrived.wait()
             peers = self.inbox.take(self.config.fan_out)
-            if peers:
+            if peers:  # (the chain watch rewrites the status every poll meanwhile)
                 await self._merge_untrained(peers)
-            else:  # the status shows what changed meanwhile (a withdrawal applied, the budget)
-                await self.write_status()
 
     async def _merge_untrained(self, peers: list[PeerPayload]) -> None:
         """Merge peers' updates into the model as it is: our own update is zero."""
@@ -310,8 +304,6 @@ class Peer:
             for delta_hash, reason in refused:
                 self.counters.drop(kind)
                 self.inbox.refuse(key_of(delta_hash), kind)
-                if kind == "undecodable":
-                    self.norms.skip(key_of(delta_hash))  # it has no norm: windows pass over it
                 log.warning("refused payload delta=%s (%s): %s", key_of(delta_hash)[:10], kind, reason)
         self.inbox.settle(outcome.merged, round_)
         self.counters.merged += len(outcome.merged)
@@ -357,39 +349,7 @@ class Peer:
     def status(self) -> PeerStatus:
         if self.net is not None:
             self.last_stats = self.net.stats  # kept: a stopped peer still reports what it sent
-        stats, state, counters = self.last_stats, self.state, self.counters
-        last = state.journal[-1] if state.journal else None
-        return PeerStatus(
-            peer_id=self.peer_id,
-            address=self.address,
-            pid=os.getpid(),
-            round=state.round,
-            rounds_target=self.config.rounds,
-            finished=self.finished,
-            stopped=self.stopped,
-            peers=len(self.net.connected_peers()) if self.net is not None else 0,
-            last_contribution=None if last is None else LastContribution(last.round, last.delta_hash, last.status, last.tx_hash),
-            queued_records=len(state.queued()),
-            recorder=self.recorder.state if self.recorder is not None else "ok",
-            accuracy=self.last_accuracy[0],
-            eval_accuracy=self.last_accuracy[1],
-            epsilon_total=journal_epsilon_total(state.journal),
-            budget=self.recorder.budget.status() if self.recorder is not None else None,
-            merged_total=counters.merged,
-            clipped_total=counters.clipped,
-            recorded_total=counters.recorded,
-            withdrawn_subjects=len(state.withdrawn),
-            withdrawals_applied=counters.withdrawals_applied,
-            withdrawals_ignored=counters.withdrawals_ignored,
-            excluded_images=counters.excluded_images,
-            dropped=dict(counters.dropped),
-            gossip_dropped=dict(stats.dropped) if stats is not None else {},
-            bytes_sent=getattr(stats, "bytes_sent", 0),
-            bytes_received=getattr(stats, "bytes_received", 0),
-            train_seconds=round(counters.train_seconds, 3),
-            wall_seconds=round(time.monotonic() - counters.started, 3),
-            updated=time.time(),
-        )
+        return snapshot(self)
 
     async def write_status(self) -> None:
         status = self.status()

@@ -15,8 +15,10 @@ it instead. The window is fixed by the chain order alone, so every peer, and eve
 joiner, computes the same reference once it holds those payloads; the norms of past
 records stay comparable with theirs because they are judged against their own era.
 
-Records in a window that can never have a norm (refused without one: wrong author,
-undecodable) are passed over by everyone alike. A payload nobody serves (withheld) is
+Records in a window that can never have a norm (refused before one was known: an
+undecodable payload, or one whose header names another author or round) are passed over
+by everyone alike; the refusals are the peer's durable `refused` map, so a restart
+keeps them. A payload nobody serves (withheld) is
 passed over once it has been on chain WITHHELD_AFTER seconds without arriving: the only
 case where peers may differ, and only under an attack the trust model names.
 """
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 
 WINDOW = 6
@@ -47,16 +49,18 @@ class NormBook:
     """Chain order, payload norms, and the reference norm of each record."""
 
     def __init__(
-        self, norms: MutableMapping[str, float], clock: Callable[[], float] = time.monotonic, window: int = WINDOW
+        self, norms: MutableMapping[str, float], refused: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic, window: int = WINDOW,
     ) -> None:
         self.norms = norms
         """key -> L2 norm of its decoded payload (durable: NodeState.norms)."""
+        self.refused: Mapping[str, str] = {} if refused is None else refused
+        """key -> why the peer refused it for good (durable: NodeState.refused)."""
         self.window = window
         self._clock = clock
         self._order: list[ChainRecord] = []
         self._position: dict[str, int] = {}
         self._seen_at: dict[str, float] = {}
-        self._skipped: set[str] = set()
 
     def extend(self, records: Iterable[ChainRecord]) -> bool:
         """Append records in chain order (duplicates ignored); True if any was new."""
@@ -72,13 +76,9 @@ class NormBook:
     def learn(self, key: str, norm: float) -> None:
         self.norms[key] = norm
 
-    def skip(self, key: str) -> None:
-        """This record will never have a norm (refused for good without one)."""
-        self._skipped.add(key)
-
     def missing(self) -> list[ChainRecord]:
         """Records on chain whose norm is not known (nor skipped)."""
-        return [r for r in self._order if r.key not in self.norms and r.key not in self._skipped]
+        return [r for r in self._order if r.key not in self.norms and r.key not in self.refused]
 
     def reference(self, key: str) -> float | None:
         """The median norm of the record's window; None while it cannot be decided yet
@@ -96,7 +96,7 @@ class NormBook:
         for record in neighbours:
             if record.key in self.norms:
                 norms.append(self.norms[record.key])
-            elif record.key not in self._skipped and now - self._seen_at[record.key] < WITHHELD_AFTER:
+            elif record.key not in self.refused and now - self._seen_at[record.key] < WITHHELD_AFTER:
                 return None  # its payload may still come: wait, as every peer does
             if len(norms) == self.window:
                 break

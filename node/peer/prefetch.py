@@ -8,7 +8,9 @@ the inbox, which refuses a delta for good only on a definite answer (recorded by
 another author) and otherwise tries it again later (a chain error, an unreachable or
 lying holder: timing must not decide what a peer merges). A fetched payload's norm
 goes into the `NormBook` (node.peer.norms) before it is delivered; one that does not
-decode against our model is refused for good (a property of its bytes).
+decode against our model, or whose header does not name its chain record's author and
+round (a front-run hash), is refused for good, before any norm of it is known: every
+peer then passes over it in the norm windows alike.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class Prefetcher:
         self.inbox = inbox
         self.norms = norms
         self.measure = measure
-        """payload bytes -> the L2 norm of its update (raises CodecError if undecodable)."""
+        """(payload, recorded author, recorded round) -> the L2 norm of its update (raises
+        CodecError if it does not decode, or its header does not name that author and round)."""
         self.chain = chain
         self.net = net
         self.config = config
@@ -103,11 +106,10 @@ class Prefetcher:
             log.warning("fetch failed delta=%s: %s", key[:10], exc)
             self.inbox.fail(ann, reason, final=False)
             return None
-        try:
-            self.norms.learn(key, await trio.to_thread.run_sync(self.measure, payload))
+        try:  # the header must name the record's author and round: refused before any norm is known
+            self.norms.learn(key, await trio.to_thread.run_sync(self.measure, payload, record.author, record.round))
         except CodecError as exc:
             self.counters.drop("undecodable")
-            self.norms.skip(key)
             self.inbox.refuse(key, "undecodable")
             log.warning("refused delta=%s: %s", key[:10], exc)
             return None

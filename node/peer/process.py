@@ -18,6 +18,7 @@ from node.errors import PeerError
 from node.learner import Learner, LearnerSettings
 from node.peer.inbox import key_of
 from node.peer.loop import Peer
+from node.peer.preflight import check_node
 
 log = logging.getLogger("medgossip.peer")
 
@@ -44,19 +45,22 @@ def build_peer(config: NodeConfig) -> Peer:
     """Everything blocking before the event loop: key, chain, data, learner, checkpoint."""
     import torch
 
-    from gossip.identity import load_or_create_secret
+    from gossip.identity import eth_address_from_peer_id, load_or_create_secret, peer_id_from_secret
     from node.data import load_image_set
 
     torch.set_num_threads(1)
     secret = load_or_create_secret(config.key_file)
     if not config.rpc_url or not config.contract:
-        raise PeerError("no chain configured: set rpc_url and contract, or devnet (a devnet.json)")
-    ledger = AuditLedger(config.rpc_url, config.contract, private_key="0x" + secret.hex())
+        raise PeerError("no chain configured: set network (a network.json), or rpc_url and contract, or devnet (a devnet.json)")
+    ledger = AuditLedger(config.rpc_url, config.contract, private_key="0x" + secret.hex(),
+                         deployment_block=config.deployment_block)
+    peer_id = peer_id_from_secret(secret)
+    node = check_node(ledger, eth_address_from_peer_id(peer_id), peer_id)  # before the data is read
     images = load_image_set(config.data_dir, size=config.image_size)
     eval_images = load_image_set(config.eval_data, size=config.image_size) if config.eval_data else None
     learner = Learner(learner_settings(config), images, eval_images)
     peer = Peer(config, secret, ledger, learner)
-    peer.prepare()
+    peer.prepare(node)
     return peer
 
 
@@ -74,7 +78,8 @@ async def run_peer(config: NodeConfig, on_ready: Callable[[Peer], Awaitable[None
 
     gossip_config = GossipConfig(
         secret=peer.secret, network_id=network_id, listen=list(config.listen),
-        bootstrap=list(config.bootstrap), is_member=is_member, enable_mdns=config.mdns,
+        announce=list(config.announce), bootstrap=list(config.bootstrap), is_member=is_member,
+        enable_mdns=config.mdns,
         payload_source=lambda delta_hash: peer.store.load_payload(key_of(delta_hash)),
     )
     if peer.metrics is not None:

@@ -19,9 +19,11 @@ Just before an entry is sent, the withdrawals mined since the consent watcher's 
 poll are applied; an entry whose round used a subject withdrawn since (for us: by token,
 or by this node) is rejected, never recorded nor announced: every contribution recorded
 after a withdrawal leaves the subject out, which `medgossip audit prove` shows and
-`audit verify` checks. The round's update stays in this peer's own model only. (On a
-chain that does not mine at once, a withdrawal mined between this read and the record
-can still slip through: `audit prove` names such a round.)
+`audit verify` checks. The round's update stays in this peer's own model only. A
+withdrawal mined between this read and the record cannot slip through: the record
+carries the block up to which withdrawals were read, and the contract refuses it if a
+withdrawal was mined after that block (`WithdrawalNotSeen`); the recorder then reads
+the withdrawals again and checks the round again.
 
 The epsilon it records telescopes (`node.peer.budget`): the increase of the accountant's
 total after the entry's round over what the chain has summed, read just before sending.
@@ -46,6 +48,7 @@ from contracts.errors import (
     PrivacyBudgetExceeded,
     SampleCountOverCap,
     StaleRound,
+    WithdrawalNotSeen,
 )
 from contracts.ledger import EPSILON_SCALE
 from contracts.records import NodeInfo
@@ -60,13 +63,16 @@ from node.peer.status import Counters
 
 log = logging.getLogger("medgossip.peer")
 
+MAX_UNSEEN = 3
+"""times in a row a record is sent again after a withdrawal it had not seen was mined."""
+
 
 @dataclass(frozen=True)
 class Answer:
     """What the chain said to one recording attempt (a worker thread's return value)."""
 
     kind: str
-    """"recorded", "front-run", "rejected", "retry"."""
+    """"recorded", "front-run", "rejected", "retry", "unseen-withdrawal"."""
     tx_hash: str = ""
     block: int = 0
     detail: str = ""
@@ -119,14 +125,23 @@ class Recorder:
     async def _record_queued(self) -> None:
         state = self.durable.state
         for entry in state.queued():
-            used = await self._withdrawn_since(entry)
+            for _ in range(MAX_UNSEEN):  # a withdrawal mined between our read and our record
+                used = await self._withdrawn_since(entry)
+                if used:
+                    break
+                seen_at = max(0, state.withdrawals_block - 1) if self.consent is not None else None
+                answer = await trio.to_thread.run_sync(self._send, entry, seen_at)
+                if answer.kind != "unseen-withdrawal":
+                    break
+                log.info("round=%d: %s; checking it again", entry.round, answer.detail)
+            else:
+                answer = Answer("retry", detail="consent withdrawals keep arriving")
             if used:
                 reason = f"trained on {len(used)} subject(s) withdrawn since ({', '.join(s[:10] for s in used)}): not recorded"
                 state.mark_rejected(entry.delta_hash, reason)
                 await self.durable.save()
                 log.warning("round=%d delta=%s %s", entry.round, entry.delta_hash[:10], reason)
                 continue
-            answer = await trio.to_thread.run_sync(self._send, entry)
             if answer.kind == "retry":
                 self.state = answer.detail
                 log.warning("%s: %d contribution(s) queued", answer.detail, len(state.queued()))
@@ -177,14 +192,15 @@ class Recorder:
         used = set(audit.get("subjects", [])) if audit else set()
         return sorted(used & set(self.durable.state.withdrawn))
 
-    def _send(self, entry: JournalEntry) -> Answer:
-        """Send the transaction (blocking) and say what the chain answered."""
+    def _send(self, entry: JournalEntry, seen_at: int | None) -> Answer:
+        """Send the transaction (blocking) and say what the chain answered. `seen_at`:
+        the block up to which the round's subjects were checked against withdrawals."""
         ledger = self.chain.ledger
         delta = bytes.fromhex(entry.delta_hash[2:])
         try:
             tx = ledger.record_contribution(
                 delta, bytes.fromhex(entry.base_hash[2:]), entry.round, entry.sample_count,
-                bytes.fromhex(entry.data_root[2:]), self._epsilon(entry),
+                bytes.fromhex(entry.data_root[2:]), self._epsilon(entry), withdrawals_seen_at=seen_at,
             )
             return Answer("recorded", tx.tx_hash, tx.block_number)
         except (DuplicateContribution, StaleRound) as exc:
@@ -198,6 +214,8 @@ class Recorder:
             if isinstance(exc, DuplicateContribution):
                 return Answer("front-run", detail=ref.author if ref is not None else "another node")
             return Answer("rejected", detail=str(exc))
+        except WithdrawalNotSeen as exc:
+            return Answer("unseen-withdrawal", detail=str(exc))
         except PrivacyBudgetExceeded as exc:
             return Answer("rejected", detail=f"privacy budget spent: {exc}")
         except (NodeRevoked, NotRegistered, SampleCountOverCap) as exc:

@@ -9,6 +9,7 @@ peer keeps while it runs; a status is a snapshot of them and of the node's state
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -19,6 +20,7 @@ from node.errors import PeerError
 
 if TYPE_CHECKING:
     from node.checkpoint import JournalEntry  # imports torch: `node status` must not
+    from node.peer.loop import Peer
 
 STATUS_FILE = "status.json"
 
@@ -50,6 +52,8 @@ class LastContribution:
     tx_hash: str
 
 
+PAUSED = "paused"
+"""the start of `PeerStatus.training` while backpressure pauses training."""
 BUDGET_SPENT = "privacy budget spent"
 """`PrivacyBudgetStatus.state` of a peer that no longer trains: its next round would
 take its lifetime epsilon over the budget the admin set for it on chain."""
@@ -95,12 +99,19 @@ class PeerStatus:
     queued_records: int
     recorder: str
     """what the recorder is doing: "ok", or why contributions wait (chain down, revoked...)."""
+    training: str
+    """"ok"; "paused: N contributions waiting to be recorded (max_unrecorded M)" while the
+    unrecorded queue is full (node.peer.backpressure); or BUDGET_SPENT. Not "ok": the peer
+    only merges and serves."""
     accuracy: float
     eval_accuracy: float | None
     epsilon_total: float
     """the accountant's lifetime epsilon (what the chain's recorded total telescopes to)."""
     budget: PrivacyBudgetStatus | None
     merged_total: int
+    known_unmerged: int
+    """valid records on chain by other nodes, neither merged nor refused yet (fetching,
+    waiting for a norm reference, or unreachable): 0 when this peer has caught up."""
     clipped_total: int
     """merged updates whose norm was clipped to the bound."""
     recorded_total: int
@@ -126,6 +137,11 @@ class PeerStatus:
         if budget.recorded is not None and round(budget.recorded, 6) != round(self.epsilon_total, 6):
             text += f" ({budget.recorded:.4f} on chain)"
         return text + (f": {BUDGET_SPENT}" if budget.state == BUDGET_SPENT else "")
+
+    @property
+    def paused(self) -> bool:
+        """Training paused by backpressure (unrecorded contributions at the bound)."""
+        return self.training.startswith(PAUSED)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,3 +183,47 @@ class PeerStatus:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise PeerError(f"status file {path} is unreadable: {exc}") from exc
         return cls.from_json(raw, source=f"status file {path}")
+
+
+def snapshot(peer: Peer) -> PeerStatus:
+    """What a running (or stopped) peer reports now: its state, counters and parts."""
+    stats, state, counters = peer.last_stats, peer.state, peer.counters
+    budget = peer.recorder.budget.status() if peer.recorder is not None else None
+    last = state.journal[-1] if state.journal else None
+    if peer.backpressure.paused:
+        training = peer.backpressure.state()
+    else:
+        training = BUDGET_SPENT if budget is not None and budget.state == BUDGET_SPENT else "ok"
+    return PeerStatus(
+        peer_id=peer.peer_id,
+        address=peer.address,
+        pid=os.getpid(),
+        round=state.round,
+        rounds_target=peer.config.rounds,
+        finished=peer.finished,
+        stopped=peer.stopped,
+        peers=len(peer.net.connected_peers()) if peer.net is not None else 0,
+        last_contribution=None if last is None else LastContribution(last.round, last.delta_hash, last.status, last.tx_hash),
+        queued_records=len(state.queued()),
+        recorder=peer.recorder.state if peer.recorder is not None else "ok",
+        training=training,
+        accuracy=peer.last_accuracy[0],
+        eval_accuracy=peer.last_accuracy[1],
+        epsilon_total=journal_epsilon_total(state.journal),
+        budget=budget,
+        merged_total=counters.merged,
+        known_unmerged=peer.watch.unmerged() if peer.watch is not None else 0,
+        clipped_total=counters.clipped,
+        recorded_total=counters.recorded,
+        withdrawn_subjects=len(state.withdrawn),
+        withdrawals_applied=counters.withdrawals_applied,
+        withdrawals_ignored=counters.withdrawals_ignored,
+        excluded_images=counters.excluded_images,
+        dropped=dict(counters.dropped),
+        gossip_dropped=dict(stats.dropped) if stats is not None else {},
+        bytes_sent=getattr(stats, "bytes_sent", 0),
+        bytes_received=getattr(stats, "bytes_received", 0),
+        train_seconds=round(counters.train_seconds, 3),
+        wall_seconds=round(time.monotonic() - counters.started, 3),
+        updated=time.time(),
+    )

@@ -219,12 +219,12 @@ def test_the_sum_is_checked_without_overflow(chain: Chain, registered_node) -> N
 
     # epsilonMicros is a uint64 argument: the largest one must be refused, not overflow
     with pytest.raises(PrivacyBudgetExceeded) as huge:
-        node._transact("recordContribution", (keccak(b"h1"), BASE, 1, 1, ROOT, 2**64 - 1))
+        node._transact("recordContribution", (keccak(b"h1"), BASE, 1, 1, ROOT, 2**64 - 1, 2**64 - 1))
     assert huge.value.error_args == (node.account, 0, 2**64 - 1, UINT40_MAX)
-    node._transact("recordContribution", (keccak(b"h1"), BASE, 1, 1, ROOT, UINT40_MAX))
+    node._transact("recordContribution", (keccak(b"h1"), BASE, 1, 1, ROOT, UINT40_MAX, 2**64 - 1))
     assert info(node).epsilon_spent_micros == UINT40_MAX
     with pytest.raises(PrivacyBudgetExceeded) as full:
-        node._transact("recordContribution", (keccak(b"h2"), BASE, 2, 1, ROOT, 2**64 - 1))
+        node._transact("recordContribution", (keccak(b"h2"), BASE, 2, 1, ROOT, 2**64 - 1, 2**64 - 1))
     assert full.value.error_args == (node.account, UINT40_MAX, 2**64 - 1, UINT40_MAX)
 
 

@@ -221,7 +221,7 @@ def test_record_contribution_errors(chain: Chain, admin: AuditLedger, registered
         record(admin, D2)
     assert stranger.value.error_args == (admin.account,)
     with pytest.raises(RejectedArgument) as zero:
-        node._transact("recordContribution", (b"\x00" * 32, BASE, 9, 1, ROOT, 0))
+        node._transact("recordContribution", (b"\x00" * 32, BASE, 9, 1, ROOT, 0, 2**64 - 1))
     assert zero.value.error_name == "AuditLedgerZeroHash"
 
 

@@ -120,7 +120,7 @@ async def test_a_chain_error_mid_verification_is_unknown_and_retried_never_a_ref
     norms = NormBook({})
     prefetcher = Prefetcher(
         inbox, ChainView(FailingOnce(admin)), Holder(delta.payload), NodeConfig(fan_out=2), counters,  # type: ignore[arg-type]
-        norms, measure=lambda payload: 1.5,
+        norms, measure=lambda payload, author, round_: 1.5,
     )
 
     first = await prefetcher.pull_one(ann)

@@ -152,3 +152,49 @@ async def test_a_round_that_used_a_subject_withdrawn_before_its_record_is_never_
     assert second.status == "recorded"
     assert [c.round for c in a.ledger.contributions(node=a.address)] == [2]
     assert [ann.round for ann in net.announced] == [2]
+
+
+async def test_a_withdrawal_mined_between_the_check_and_the_record_is_caught_by_the_contract(
+    chain: Chain, admin: AuditLedger, tmp_path: Path
+) -> None:
+    """The race the check above leaves: the recorder read the withdrawals, then the
+    patient's withdrawal was mined, then our record. The record carries the block up to
+    which it read; the contract refuses it (WithdrawalNotSeen), the recorder reads
+    again and drops the round."""
+    from contracts.errors import WithdrawalNotSeen
+    from node.checkpoint import JournalEntry
+    from node.peer.chain_view import ChainView
+    from node.peer.recorder import Recorder
+    from tests.contracts.peer_fixtures import AnnounceLog, encoded_delta
+
+    a = real_node(chain, admin)
+    relayer = chain.handle(chain.funded_key())
+    watcher, _ = watcher_for(a, tmp_path, hospital_a_trainer())
+    durable = watcher.durable
+    delta = encoded_delta(a.address, 1, scale=2.0)
+    key = "0x" + delta.delta_hash.hex()
+    durable.store.save_payload(key, delta.payload)
+    durable.store.save_audit(1, {"delta_hash": key, "subjects": ["0x" + keccak(token(0)).hex()]})
+    durable.state.journal.append(JournalEntry(1, key, "0x" + "00" * 32, 40, "0x" + "11" * 32, 0.0))
+    recorder = Recorder(durable, ChainView(a.ledger), AnnounceLog(), a.address, a.peer_id, "fp32",  # type: ignore[arg-type]
+                        watcher.counters, poll=0.1, consent=watcher)
+    await watcher.apply_new()
+    seen = durable.state.withdrawals_block - 1
+    withdrawal = relayer.withdraw_consent_with_token(token(0))
+    with pytest.raises(WithdrawalNotSeen) as refused:  # what the contract says to a stale view
+        a.ledger.record_contribution(delta.delta_hash, bytes(32), 1, 40, b"\x11" * 32, 0.0, withdrawals_seen_at=seen)
+    assert refused.value.error_args == (seen, withdrawal.block_number)
+
+    real_apply, calls = watcher.apply_new, []
+
+    async def misses_the_first_read() -> None:  # the withdrawal lands right after our read
+        calls.append(1)
+        if len(calls) > 1:
+            await real_apply()
+
+    watcher.apply_new = misses_the_first_read  # type: ignore[method-assign]
+    await recorder._record_queued()
+
+    [entry] = durable.state.journal
+    assert len(calls) == 2 and entry.status == "rejected" and "withdrawn since" in entry.reason
+    assert a.ledger.contributions(node=a.address) == []

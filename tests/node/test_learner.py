@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from node.codec import decode_delta
-from node.errors import EncodingError
+from node.errors import CodecError, EncodingError
 from node.learner import Contribution, Learner, LearnerSettings, Network, PeerPayload
 from node.merkle import data_root
 from tests.node.learning_data import digits_image_set
@@ -161,3 +161,13 @@ def test_robust_rules_take_a_step_by_update_count_never_by_declared_counts() -> 
     outcome = learner.merge(own.sample_count, [greedy], Network(nodes=4, mean_samples=48.0))
 
     assert outcome.share == 2 / 4
+
+
+def test_a_payload_norm_checks_the_header_against_the_chain_record_when_asked() -> None:
+    honest, victim, _ = honest_and_victim()
+    norm = victim.payload_norm(honest.payload)
+    header = decode_delta(honest.payload, victim.base_state).header
+
+    assert victim.payload_norm(honest.payload, header.author, header.round) == norm
+    with pytest.raises(CodecError):  # a front-run hash: recorded by another node than the header names
+        victim.payload_norm(honest.payload, "0x" + "ab" * 20, header.round)

@@ -77,7 +77,10 @@ SAMPLE: dict[str, object] = {
     "devnet": Path("/chain/devnet.json"),
     "rpc_url": "http://127.0.0.1:8545",
     "contract": "0x00000000000000000000000000000000000000aa",
+    "network": Path("/chain/network.json"),
+    "deployment_block": 1234,
     "listen": ("/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/tcp/4002"),
+    "announce": ("/ip4/198.18.0.11/tcp/4001",),
     "bootstrap": ("/ip4/10.0.0.1/tcp/1/p2p/A",),
     "mdns": True,
     "network_id": "consortium-7",
@@ -107,6 +110,7 @@ SAMPLE: dict[str, object] = {
     "keep_payloads": 4,
     "metrics_port": 9100,
     "chain_poll": 0.5,
+    "max_unrecorded": 3,
 }
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
-import pytest
 import trio
 import trio.testing
 
 from gossip import Announcement
 from node.learner import PeerPayload
-from node.peer import inbox as inbox_module
-from node.peer.inbox import MAX_TRIES, RETRY_BASE, DeltaInbox, key_of
+from node.peer.inbox import MAX_TRIES, RETRY_BASE, RETRY_MAX, DeltaInbox, key_of
 
 
 def ann(peer: str, tag: int, round_: int = 1) -> Announcement:
@@ -56,11 +52,10 @@ def test_newest_round_is_pulled_first_and_take_respects_fan_out() -> None:
     assert len(first) + len(inbox.take(fan_out=1)) == 3
 
 
-def test_only_a_definite_answer_refuses_a_failed_pull_the_rest_backs_off(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_a_definite_answer_refuses_a_failed_pull_the_rest_backs_off() -> None:
     clock = [100.0]
-    monkeypatch.setattr(inbox_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     refused: dict[str, str] = {}
-    inbox = DeltaInbox({}, refused)
+    inbox = DeltaInbox({}, refused, clock=lambda: clock[0])
     unreachable, stolen, unrecorded = ann("p1", 1), ann("p1", 2), ann("p2", 3)
     for a in (unreachable, stolen, unrecorded):
         inbox.offer(a)
@@ -80,6 +75,26 @@ def test_only_a_definite_answer_refuses_a_failed_pull_the_rest_backs_off(monkeyp
     clock[0] += RETRY_BASE * 2 ** MAX_TRIES
     assert inbox.next_for("p1") == unreachable and inbox.peers_to_pull() == ["p1"]  # due again
     assert inbox.offer(unrecorded)  # recorded later: the chain watcher offers it again
+
+
+def test_backoff_is_bounded_and_a_reconnect_makes_every_failed_pull_due_at_once() -> None:
+    clock = [0.0]
+    inbox = DeltaInbox({}, {}, clock=lambda: clock[0])
+    a = ann("p1", 1)
+    inbox.offer(a)
+    for _ in range(20):  # a long partition
+        inbox.fail(a, "fetch-failed", final=False)
+
+    clock[0] += RETRY_MAX - 0.01
+    assert inbox.next_for("p1") is None  # still backing off...
+    clock[0] += 0.01
+    assert inbox.next_for("p1") == a  # ...never longer than RETRY_MAX
+    inbox.fail(a, "fetch-failed", final=False)
+    woken = inbox.announced.next
+
+    inbox.retry_now()  # a peer connected: the network may have healed
+
+    assert inbox.next_for("p1") == a and woken.is_set()
 
 
 def test_a_refused_delta_delivered_late_is_not_merged() -> None:

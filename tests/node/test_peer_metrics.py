@@ -20,10 +20,15 @@ def test_metrics_endpoint_serves_the_status_figures() -> None:
     port = free_port()
     metrics.serve(port)
 
-    metrics.update(sample_status(round=7, accuracy=0.93, queued_records=2, dropped={"wrong-author": 3}))
+    metrics.update(sample_status(
+        round=7, accuracy=0.93, queued_records=8, dropped={"wrong-author": 3}, known_unmerged=5,
+        training="paused: 8 contributions waiting to be recorded (max_unrecorded 8)",
+    ))
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
     assert "medgossip_round 7.0" in body
     assert "medgossip_accuracy 0.93" in body
-    assert "medgossip_queued_records 2.0" in body
+    assert "medgossip_queued_records 8.0" in body
+    assert "medgossip_known_unmerged 5.0" in body
+    assert "medgossip_training_paused 1.0" in body
     assert 'medgossip_dropped{reason="wrong-author"} 3.0' in body

@@ -50,13 +50,14 @@ def test_the_first_record_of_a_network_is_judged_by_the_first_other_author_after
 
 def test_a_member_without_its_norm_holds_the_decision_until_it_is_given_up() -> None:
     clock = Clock()
-    book = NormBook({}, clock=clock)
+    refused: dict[str, str] = {}
+    book = NormBook({}, refused, clock=clock)
     book.extend(chain("abc"))
     book.learn("a0", 1.0)
     book.learn("c2", 2.0)
     assert book.reference("c2") is None  # b1 may still arrive
 
-    book.skip("b1")  # refused without a norm (undecodable): everyone passes over it
+    refused["b1"] = "undecodable"  # refused before its norm was known: everyone passes over it
     assert book.reference("c2") == 1.0
 
     other = NormBook({}, clock=clock)

@@ -38,3 +38,19 @@ def test_a_partial_or_garbled_status_file_is_a_clear_peer_error(tmp_path: Path, 
 
     with pytest.raises(PeerError, match=needle):
         PeerStatus.load(tmp_path)
+
+
+def test_node_status_shows_the_backpressure_and_the_known_unmerged_deltas(tmp_path: Path) -> None:
+    from tests.cli_helpers import call
+
+    paused = "paused: 8 contributions waiting to be recorded (max_unrecorded 8)"
+    sample_status(training=paused, queued_records=8, known_unmerged=17).save(tmp_path)
+
+    table = call("node", "status", "-d", str(tmp_path))
+    as_json = json.loads(call("node", "status", "-d", str(tmp_path), "--json").stdout)
+
+    assert table.returncode == 0
+    assert "training" in table.stdout and "paused: 8 contributions waiting" in table.stdout
+    assert "known, not merged yet" in table.stdout and "17" in table.stdout
+    assert as_json["training"] == paused and as_json["known_unmerged"] == 17
+    assert PeerStatus.load(tmp_path).paused  # type: ignore[union-attr]
