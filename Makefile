@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 DEMO_ARGS ?=
 
-.PHONY: all install demo test test-fast bench clean help
+.PHONY: all install netdeps demo test test-fast bench clean help
 
 help:
 	@echo "make demo    install what is missing, then run the 4-peer demo on a local devnet"
@@ -19,7 +19,7 @@ help:
 
 all: install
 
-install: $(STAMP) $(NPM_STAMP)
+install: $(STAMP) $(NPM_STAMP) netdeps
 
 # fastecdsa, pulled by libp2p, compiles a C extension against GMP's and Python's
 # headers. Installing them with apt-get needs root, so this step does nothing when both
@@ -38,6 +38,18 @@ PY_INCLUDE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgmp-dev python3-dev; \
 	fi
 	@touch $@
+
+# The multi-host tests (tests/integration/netns.py) run peers in network namespaces:
+# they need `ip` (iproute2) and `iptables`, installed here as root. Without root those
+# tests skip, so nothing is installed then.
+netdeps:
+	@if command -v ip >/dev/null 2>&1 && command -v iptables >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+	    echo "no ip/iptables and not root: the multi-host tests will skip"; \
+	else \
+	    echo "installing iproute2 iptables (network namespaces and partitions for the multi-host tests)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables; \
+	fi
 
 # torch is installed first and explicitly so that nothing resolves a CUDA build.
 $(STAMP): pyproject.toml .sysdeps

@@ -7,12 +7,12 @@ A delta moves through the inbox as::
     take(...) -> payloads    handed to a merge
     settle(merged, round)    merged (kept in node.json: never merged twice)
     refuse(...)              refused for good (kept in node.json: never tried again)
-    fail(...)                a failed pull: refused if the answer was definite, else
-                             tried again later (backing off)
+    fail(...)                a failed pull: tried again later (backing off)
+    drop(announcement)       a false announcement (another node recorded the hash) dropped
 
 "Is this delta still wanted?" has one answer, `wanted()`: not merged and not refused.
-Only a definite answer refuses (recorded by another author, undecodable payload): what
-depends on timing (a holder unreachable or lying, a chain that cannot answer) is tried
+Only the payload's bytes against the chain record refuse (undecodable, a header naming
+another author or round, a norm far over its reference): what depends on timing (a holder unreachable or lying, a chain that cannot answer) is tried
 again later, so every peer ends with the same set (DESIGN.md, "Trust model"). A payload
 that nobody serves stays wanted, on every peer alike, retried every RETRY_MAX s at most.
 A healed network must not wait out old backoffs: `retry_now` makes them due at once
@@ -191,16 +191,12 @@ class DeltaInbox:
         self._forget_unwanted()
         self.arrived.fire()
 
-    def fail(self, ann: Announcement, reason: str, final: bool, forget: bool = False) -> bool:
-        """A pull failed. `final` (a definite answer: wrong author) refuses the delta for
-        good; anything else (unreachable holders, a lying holder, a chain that cannot
-        answer) is tried again after a doubling delay. With `forget` (a hash the chain
-        does not hold, maybe not yet) the announcement is dropped after MAX_TRIES.
-        True once there is nothing to wait for now (`settled`)."""
+    def fail(self, ann: Announcement, reason: str, forget: bool = False) -> bool:
+        """A pull failed for a reason that may pass (unreachable holders, a lying holder,
+        a chain that cannot answer): tried again after a doubling delay. With `forget` (a
+        hash the chain does not hold, maybe not yet) the announcement is dropped after
+        MAX_TRIES. Never a refusal. True once there is nothing to wait for now (`settled`)."""
         key = key_of(ann.delta_hash)
-        if final:
-            self.refuse(key, reason)
-            return True
         tries = self._failures[key] = self._failures.get(key, 0) + 1
         if forget and tries >= MAX_TRIES:
             self._announced.get(ann.peer_id, {}).pop(key, None)
@@ -212,6 +208,14 @@ class DeltaInbox:
             self.arrived.fire()  # a catch-up waiting on it stops waiting
             return True
         return False
+
+    def drop(self, ann: Announcement) -> None:
+        """A false announcement (the chain says another node recorded this hash): drop
+        it, refuse nothing. The delta stays wanted under its record's true author, whom
+        the chain watch offers: a node announcing another's hash cannot make us refuse a
+        valid delta."""
+        self._announced.get(ann.peer_id, {}).pop(key_of(ann.delta_hash), None)
+        self.arrived.fire()
 
     def _forget_unwanted(self) -> None:
         for pending in self._announced.values():

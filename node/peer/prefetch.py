@@ -4,9 +4,10 @@ Up to `fan_out` peers are pulled from at once, each peer's wanted deltas one aft
 another, newest first. A delta is fetched only once its hash is recorded on chain by
 the registered address behind the announcing peer ID; the fetched bytes must hash to it
 (checked by the transport). Failures come back as data: counted, logged, and passed to
-the inbox, which refuses a delta for good only on a definite answer (recorded by
-another author) and otherwise tries it again later (a chain error, an unreachable or
-lying holder: timing must not decide what a peer merges). A fetched payload's norm
+the inbox, which tries them again later (a chain error, an unreachable or lying holder:
+timing must not decide what a peer merges). An announcement of a hash recorded by
+another node is dropped, and the hash stays wanted under its true author (a node
+announcing another's hash cannot make us refuse a valid delta). A fetched payload's norm
 goes into the `NormBook` (node.peer.norms) before it is delivered; one that does not
 decode against our model, or whose header does not name its chain record's author and
 round (a front-run hash), is refused for good, before any norm of it is known: every
@@ -84,14 +85,16 @@ class Prefetcher:
             reason = "unverifiable-chain-down" if isinstance(exc, ChainUnavailable) else "unverifiable"
             self.counters.drop(reason)
             log.warning("cannot verify delta=%s now (will retry): %s", key[:10], exc)
-            self.inbox.fail(ann, reason, final=False)
+            self.inbox.fail(ann, reason)
             return None
         if isinstance(record, str):
             self.counters.drop(record)
             log.warning("dropped delta=%s from peer=%s: %s", key[:10], ann.peer_id, record)
-            # "not-recorded" may be "not yet": forgotten after a few tries, offered
-            # again by the chain watcher if it is recorded later; never refused
-            self.inbox.fail(ann, record, final=record != "not-recorded", forget=record == "not-recorded")
+            if record == "wrong-author":  # the announcer did not record it: the record still stands
+                self.inbox.drop(ann)
+            else:  # "not-recorded" may be "not yet": forgotten after a few tries, offered
+                # again by the chain watch if it is recorded later; never refused
+                self.inbox.fail(ann, record, forget=True)
             return None
         # The author first; then a few others, which hold it if they already fetched it.
         others = [p for p in self.net.connected_peers() if p != ann.peer_id]
@@ -104,7 +107,7 @@ class Prefetcher:
             reason = "payload-hash-mismatch" if lied else "fetch-failed"
             self.counters.drop(reason)
             log.warning("fetch failed delta=%s: %s", key[:10], exc)
-            self.inbox.fail(ann, reason, final=False)
+            self.inbox.fail(ann, reason)
             return None
         try:  # the header must name the record's author and round: refused before any norm is known
             self.norms.learn(key, await trio.to_thread.run_sync(self.measure, payload, record.author, record.round))

@@ -274,8 +274,9 @@ def test_unregistered_or_mismatching_peers_are_never_merged(net: LocalNet, adver
         st = state(peer)
         merged_bad = {bad[h] for h in st.merged if h in bad}
         assert not merged_bad, f"{peer.name} merged {merged_bad}\n{logs([peer])}"
-        # refused for good: registered authors that are not the announcer
-        assert st.refused.get(hexh(adversaries.hashes["wrong-author"])) == "wrong-author"
+        # a registered node announcing another's recorded hash: the announcement is
+        # dropped, the record stands and is judged on its own bytes (random: undecodable)
+        assert st.refused.get(hexh(adversaries.hashes["wrong-author"])) in (None, "undecodable")
         assert status(peer)["dropped"].get("unverifiable", 0) == 0
 
 
@@ -486,6 +487,9 @@ def test_the_chain_audits_every_merge_and_every_round(
             audit = peer.store.load_audit(e.round)
             assert audit is not None and audit["delta_hash"] == e.delta_hash, f"{peer.name} round {e.round}"
             subjects = [bytes.fromhex(s[2:]) for s in audit["subjects"]]
+            if e.status != "recorded":  # dropped before its record: it used the withdrawn subject
+                assert "withdrawn since" in e.reason and withdrawal.subject in subjects, (peer.name, e)
+                continue
             assert data_root(subjects) == recorded[e.delta_hash].data_root, f"{peer.name} round {e.round}"
             if e.round > withdrawal.applied_at[peer.name]:
                 assert withdrawal.subject not in subjects, f"{peer.name} round {e.round} used a withdrawn subject"

@@ -52,7 +52,7 @@ def test_newest_round_is_pulled_first_and_take_respects_fan_out() -> None:
     assert len(first) + len(inbox.take(fan_out=1)) == 3
 
 
-def test_only_a_definite_answer_refuses_a_failed_pull_the_rest_backs_off() -> None:
+def test_a_failed_pull_never_refuses_it_backs_off_and_a_false_announcement_is_dropped() -> None:
     clock = [100.0]
     refused: dict[str, str] = {}
     inbox = DeltaInbox({}, refused, clock=lambda: clock[0])
@@ -61,20 +61,23 @@ def test_only_a_definite_answer_refuses_a_failed_pull_the_rest_backs_off() -> No
         inbox.offer(a)
     keys = [key_of(a.delta_hash) for a in (unreachable, stolen, unrecorded)]
 
-    settled_now = [inbox.fail(unreachable, "fetch-failed", final=False) for _ in range(MAX_TRIES)]
-    assert inbox.fail(stolen, "wrong-author", final=True)
+    settled_now = [inbox.fail(unreachable, "fetch-failed") for _ in range(MAX_TRIES)]
+    inbox.drop(stolen)  # p1 announced a hash another node recorded
     for _ in range(MAX_TRIES):
-        inbox.fail(unrecorded, "not-recorded", final=False, forget=True)
+        inbox.fail(unrecorded, "not-recorded", forget=True)
 
-    # timing (an unreachable holder, a record not mined yet) refuses nothing
+    # timing (an unreachable holder, a record not mined yet) refuses nothing, and
+    # neither does a false announcement: the hash stays wanted under its true author
     assert settled_now == [False] * (MAX_TRIES - 1) + [True]
-    assert refused == {keys[1]: "wrong-author"}
+    assert refused == {}
+    assert not inbox.pending(keys[1]) and inbox.wanted(keys[1])
     assert inbox.settled(keys)  # nothing to wait for now (a catch-up goes on)
     assert inbox.pending(keys[0]) and inbox.next_for("p1") is None  # backing off
     assert not inbox.pending(keys[2]) and inbox.wanted(keys[2])  # forgotten, not refused
     clock[0] += RETRY_BASE * 2 ** MAX_TRIES
     assert inbox.next_for("p1") == unreachable and inbox.peers_to_pull() == ["p1"]  # due again
     assert inbox.offer(unrecorded)  # recorded later: the chain watcher offers it again
+    assert inbox.offer(ann("true-author", 2))  # the false announcement's hash, offered by the chain watch
 
 
 def test_backoff_is_bounded_and_a_reconnect_makes_every_failed_pull_due_at_once() -> None:
@@ -83,13 +86,13 @@ def test_backoff_is_bounded_and_a_reconnect_makes_every_failed_pull_due_at_once(
     a = ann("p1", 1)
     inbox.offer(a)
     for _ in range(20):  # a long partition
-        inbox.fail(a, "fetch-failed", final=False)
+        inbox.fail(a, "fetch-failed")
 
     clock[0] += RETRY_MAX - 0.01
     assert inbox.next_for("p1") is None  # still backing off...
     clock[0] += 0.01
     assert inbox.next_for("p1") == a  # ...never longer than RETRY_MAX
-    inbox.fail(a, "fetch-failed", final=False)
+    inbox.fail(a, "fetch-failed")
     woken = inbox.announced.next
 
     inbox.retry_now()  # a peer connected: the network may have healed

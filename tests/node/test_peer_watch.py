@@ -49,13 +49,13 @@ def test_a_record_the_inbox_forgot_is_offered_again_and_a_reconnect_retries_at_o
     ann = inbox.next_for(record.author_peer_id)
     assert ann is not None
     for _ in range(MAX_TRIES):  # "not recorded" (a lagging RPC node, say): forgotten
-        inbox.fail(ann, "not-recorded", final=False, forget=True)
+        inbox.fail(ann, "not-recorded", forget=True)
     assert not inbox.pending(key) and inbox.wanted(key)
 
     watch.repair()
 
     assert inbox.pending(key) and watch.unmerged() == 1  # wanted again: the chain has it
-    inbox.fail(ann, "fetch-failed", final=False)
+    inbox.fail(ann, "fetch-failed")
     assert inbox.next_for(record.author_peer_id) is None  # backing off
     peers.append(record.author_peer_id)
     watch.repair()  # the author connected: the network may have healed
