@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 
 WINDOW = 6
@@ -77,7 +77,7 @@ class NormBook:
         self.norms[key] = norm
 
     def missing(self) -> list[ChainRecord]:
-        """Records on chain whose norm is not known (nor skipped)."""
+        """Records on chain whose norm is not known, and that are not refused."""
         return [r for r in self._order if r.key not in self.norms and r.key not in self.refused]
 
     def reference(self, key: str) -> float | None:
@@ -87,24 +87,30 @@ class NormBook:
         index = self._position.get(key)
         if index is None:
             return None
-        author = self._order[index].author
         now = self._clock()
-        neighbours = self._neighbours(index, author)
-        if not neighbours:
-            return None  # no other author has recorded yet: the first who does decides
         norms: list[float] = []
-        for record in neighbours:
+        seen_any = False
+        for record in self._neighbours(index, self._order[index].author):
+            seen_any = True
             if record.key in self.norms:
                 norms.append(self.norms[record.key])
+                if len(norms) == self.window:
+                    break
             elif record.key not in self.refused and now - self._seen_at[record.key] < WITHHELD_AFTER:
                 return None  # its payload may still come: wait, as every peer does
-            if len(norms) == self.window:
-                break
+        if not seen_any:
+            return None  # no other author has recorded yet: the first who does decides
         return statistics.median(norms) if norms else 0.0
 
-    def _neighbours(self, index: int, author: str) -> list[ChainRecord]:
-        before = [r for r in reversed(self._order[:index]) if r.author != author]
-        if before:
-            return before
-        first_after = next((r for r in self._order[index + 1:] if r.author != author), None)
-        return [] if first_after is None else [first_after]
+    def _neighbours(self, index: int, author: str) -> Iterator[ChainRecord]:
+        """Other authors' records before `index`, nearest first (walked lazily: a window
+        needs only a few); if there is none, the first one after it."""
+        before = False
+        for i in range(index - 1, -1, -1):
+            if self._order[i].author != author:
+                before = True
+                yield self._order[i]
+        if not before:
+            after = next((r for r in self._order[index + 1:] if r.author != author), None)
+            if after is not None:
+                yield after
