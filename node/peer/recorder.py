@@ -72,7 +72,7 @@ class Answer:
     """What the chain said to one recording attempt (a worker thread's return value)."""
 
     kind: str
-    """"recorded", "front-run", "rejected", "retry", "unseen-withdrawal"."""
+    """"recorded", "front-run", "rejected", "retry", "unseen-withdrawal", "withdrawn"."""
     tx_hash: str = ""
     block: int = 0
     detail: str = ""
@@ -125,22 +125,11 @@ class Recorder:
     async def _record_queued(self) -> None:
         state = self.durable.state
         for entry in state.queued():
-            for _ in range(MAX_UNSEEN):  # a withdrawal mined between our read and our record
-                used = await self._withdrawn_since(entry)
-                if used:
-                    break
-                seen_at = max(0, state.withdrawals_block - 1) if self.consent is not None else None
-                answer = await trio.to_thread.run_sync(self._send, entry, seen_at)
-                if answer.kind != "unseen-withdrawal":
-                    break
-                log.info("round=%d: %s; checking it again", entry.round, answer.detail)
-            else:
-                answer = Answer("retry", detail="consent withdrawals keep arriving")
-            if used:
-                reason = f"trained on {len(used)} subject(s) withdrawn since ({', '.join(s[:10] for s in used)}): not recorded"
-                state.mark_rejected(entry.delta_hash, reason)
+            answer = await self._send_checked(entry)
+            if answer.kind == "withdrawn":
+                state.mark_rejected(entry.delta_hash, answer.detail)
                 await self.durable.save()
-                log.warning("round=%d delta=%s %s", entry.round, entry.delta_hash[:10], reason)
+                log.warning("round=%d delta=%s %s", entry.round, entry.delta_hash[:10], answer.detail)
                 continue
             if answer.kind == "retry":
                 self.state = answer.detail
@@ -177,6 +166,21 @@ class Recorder:
                     size=len(payload or b""), codec=self.codec, metadata={"samples": str(entry.sample_count)},
                 )
             )
+
+    async def _send_checked(self, entry: JournalEntry) -> Answer:
+        """Check the entry's round against the latest withdrawals, then send it; again
+        if the contract says a withdrawal was mined after the block we read up to."""
+        for _ in range(MAX_UNSEEN):
+            used = await self._withdrawn_since(entry)
+            if used:
+                return Answer("withdrawn", detail=f"trained on {len(used)} subject(s) withdrawn since "
+                                                  f"({', '.join(s[:10] for s in used)}): not recorded")
+            seen_at = max(0, self.durable.state.withdrawals_block - 1) if self.consent is not None else None
+            answer = await trio.to_thread.run_sync(self._send, entry, seen_at)
+            if answer.kind != "unseen-withdrawal":
+                return answer
+            log.info("round=%d: %s; checking it again", entry.round, answer.detail)
+        return Answer("retry", detail="consent withdrawals keep arriving")
 
     async def _withdrawn_since(self, entry: JournalEntry) -> list[str]:
         """The subjects of the entry's round that we must obey a withdrawal of, read from
