@@ -15,9 +15,13 @@ failure belongs to, and each adversary is one node of five). Per attack:
       within 2 accuracy points of an attack-free run of the same length"); a single peer
       can sit a point or two off its run's mean in attack-free runs too;
   (b) once settled (every contribution on chain merged or refused by every honest
-      peer), every honest peer holds the same set of deltas: merged + its own = the
-      same set on every peer, with the adversary's recorded deltas in it (the revoked
-      node's too), except a stolen (front-run) hash, which every peer refuses;
+      peer), every delta on chain is decided the same way (merged, or refused for the
+      same reason) by every honest peer that did not author it: the adversary's
+      recorded deltas (the revoked node's too) merged or refused for their norm alike,
+      a stolen (front-run) hash refused by every peer. A delta's author keeps its own
+      update whatever the others decide: an honest hospital whose update the others
+      all refuse for its norm (an outlier hospital late in training, 1-2 of ~100 per
+      run) holds it alone, and that is reported, not hidden;
   (c) no honest peer process exited.
 
 And the test can fail: with the defences off (norm_bound = norm_refuse = 0, merge =
@@ -81,6 +85,8 @@ class Run:
     accuracy: Mapping[str, float]
     """honest peer -> its final accuracy on the common test set."""
     holds: Mapping[str, frozenset[str]]
+    own: Mapping[str, frozenset[str]]
+    """honest peer -> its own recorded deltas."""
     """honest peer -> the deltas in its model: merged, plus its own recorded ones."""
     refused: Mapping[str, Mapping[str, str]]
     """honest peer -> on-chain deltas it refused, with the reason."""
@@ -161,16 +167,17 @@ def run(net: LocalNet, name: str, attack: str | None, template: NodeConfig = TEM
         assert all(p.alive() for p in net.peers), f"{name}: an honest peer exited\n{logs(net.peers)}"
         chain = frozenset(_key(c.delta_hash) for c in net.ledger().contributions())
         adversary_recorded = frozenset(_key(c.delta_hash) for c in net.ledger().contributions(node=silent.address))
-        holds, refused = {}, {}
+        holds, refused, own = {}, {}, {}
         for peer in net.peers:
             st = state(peer)
-            own = {e.delta_hash for e in st.journal if e.status == "recorded"}
-            holds[peer.name] = frozenset(set(st.merged) | own)
+            own[peer.name] = frozenset(e.delta_hash for e in st.journal if e.status == "recorded")
+            holds[peer.name] = frozenset(set(st.merged) | own[peer.name])
             refused[peer.name] = {h: r for h, r in st.refused.items() if h in chain}
         return Run(
             name=name,
             accuracy={p.name: _final_accuracy(p) for p in net.peers},
             holds=holds,
+            own=own,
             refused=refused,
             chain=chain,
             adversary_recorded=adversary_recorded,
@@ -211,17 +218,21 @@ def attack_free(net: LocalNet) -> Run:
     return result
 
 
+def decision(result: Run, peer: str, delta: str) -> str:
+    """What `peer` did with `delta`: merged (or its own), refused and why, or nothing yet."""
+    return "merged" if delta in result.holds[peer] else result.refused[peer].get(delta, "undecided")
+
+
 def assert_agree(result: Run) -> None:
-    """(b): every honest peer holds the same deltas, and refused the same ones."""
-    first, *others = result.holds.values()
-    for name, holds in result.holds.items():
-        assert holds == first, (
-            f"{result.name}: {name} holds {len(holds)} deltas, {next(iter(result.holds))} {len(first)}; "
-            f"differ: {sorted(holds ^ first)[:6]}"
-        )
-    refused = {frozenset(r) for r in result.refused.values()}
-    assert len(refused) == 1, f"{result.name}: peers refused different deltas: {result.refused}"
-    assert first | next(iter(refused)) == result.chain, f"{result.name}: not settled on every recorded delta"
+    """(b): every delta on chain decided, and decided alike by every honest peer but its author."""
+    for delta in sorted(result.chain):
+        decisions = {p: decision(result, p, delta) for p in result.holds if delta not in result.own[p]}
+        assert "undecided" not in decisions.values(), f"{result.name}: not settled on {delta}: {decisions}"
+        assert len(set(decisions.values())) == 1, f"{result.name}: peers decided {delta} differently: {decisions}"
+    outliers = {d: p for p, mine in result.own.items() for d in mine
+                if any(decision(result, q, d) != "merged" for q in result.holds if q != p)}
+    if outliers:
+        print(f"{result.name}: honest deltas refused by every other peer (kept by their author): {outliers}")
 
 
 ATTACKS = ("max-count", "sign-flip", "noise", "replay", "front-run", "revoked")
@@ -251,15 +262,13 @@ def test_honest_peers_agree_and_survive_a_byzantine_member(attacked: Callable[[s
     # (b)
     assert_agree(result)
     holds = next(iter(result.holds.values()))
-    if attack == "front-run":
-        stolen = frozenset(result.adversary.get("stolen", []))
-        assert not stolen & holds, f"a stolen hash was merged: {sorted(stolen & holds)}"
-        assert result.adversary_recorded - stolen <= holds
-    else:  # valid (the revoked node's too: recorded before its revocation), so merged (maybe
-        # clipped) or refused for its norm, the same way on every peer (assert_agree)
-        refused = next(iter(result.refused.values()))
-        assert result.adversary_recorded <= holds | refused.keys()
-        assert set(refused.values()) <= {"over-norm"}, refused
+    refused = next(iter(result.refused.values()))
+    stolen = frozenset(result.adversary.get("stolen", [])) if attack == "front-run" else frozenset()
+    assert not stolen & holds, f"a stolen hash was merged: {sorted(stolen & holds)}"
+    # every other recorded delta of the adversary is valid (the revoked node's too: recorded
+    # before its revocation), so merged (maybe clipped) or refused for its norm, alike everywhere
+    assert result.adversary_recorded - stolen <= holds | refused.keys()
+    assert {r for d, r in refused.items() if d not in stolen} <= {"over-norm"}, refused
     if attack == "replay":
         assert counts.get("refused:StaleRound", 0) >= 1, counts  # the contract refused the extra copies
     if attack == "revoked":
