@@ -40,15 +40,27 @@ PY_INCLUDE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()
 	@touch $@
 
 # The multi-host tests (tests/integration/netns.py) run peers in network namespaces:
-# they need `ip` (iproute2) and `iptables`, installed here as root. Without root those
-# tests skip, so nothing is installed then.
-netdeps:
+# they need `ip` (iproute2) and `iptables`, and their delay/loss emulator
+# (tests/integration/netem.py) the `netem` extra (netfilterqueue, which builds against
+# libnetfilter-queue-dev), all installed here as root. Without root those tests skip,
+# so nothing is installed then.
+netdeps: $(STAMP)
 	@if command -v ip >/dev/null 2>&1 && command -v iptables >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" -ne 0 ]; then \
 	    echo "no ip/iptables and not root: the multi-host tests will skip"; \
 	else \
 	    echo "installing iproute2 iptables (network namespaces and partitions for the multi-host tests)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables; \
+	fi
+	@if $(PY) -c 'import netfilterqueue' >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+	    echo "no netfilterqueue and not root: the multi-host tests will skip"; \
+	else \
+	    echo "installing libnetfilter-queue-dev and the netem extra (delay and loss for the multi-host tests)"; \
+	    if [ ! -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ]; then \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnetfilter-queue-dev; \
+	    fi; \
+	    $(PY) -m pip install -q -e '.[dev,netem]'; \
 	fi
 
 # torch is installed first and explicitly so that nothing resolves a CUDA build.
@@ -80,6 +92,8 @@ bench: install
 	$(PY) bench/learning.py
 	$(PY) bench/byzantine.py
 	$(PY) bench/proofs.py
+	@if [ "$$(id -u)" -eq 0 ]; then $(PY) bench/multihost.py; \
+	else echo "bench/multihost.py skipped: network namespaces need root"; fi
 
 clean:
 	rm -rf $(VENV) node_modules .sysdeps

@@ -50,7 +50,7 @@ class TransactionSender:
         """Estimate gas (unless `gas`; estimation also reverts early with the contract's
         reason), sign with the local nonce, send; return the tx hash. `to=None` deploys."""
         tx = self._unsigned(data, to, value)
-        tx["gas"] = gas if gas is not None else self._gas_limit(tx)
+        tx["gas"] = gas if gas is not None else self._estimate(tx)
         tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = self._fees()
         for attempt in range(_NONCE_ATTEMPTS):
             with self._nonce_lock:
@@ -76,8 +76,7 @@ class TransactionSender:
         """Wei the account must hold for the chain to accept this transaction as `send`
         would build it: its gas limit x its max fee per gas, plus `value` (0 on a chain
         whose gas price is 0). Estimation reverts early with the contract's reason."""
-        tx = self._unsigned(data, to, value)
-        return self._gas_limit(tx) * self._fees()[0] + value
+        return self.gas_limit(data, to=to, value=value) * self._fees()[0] + value
 
     def _unsigned(self, data: bytes, to: str | None, value: int) -> dict[str, Any]:
         tx: dict[str, Any] = {"value": value, "chainId": self._chain(), "data": data}
@@ -85,7 +84,12 @@ class TransactionSender:
             tx["to"] = to
         return tx
 
-    def _gas_limit(self, tx: dict[str, Any]) -> int:
+    def gas_limit(self, data: bytes, *, to: str | None, value: int = 0) -> int:
+        """The gas limit `send` would give this transaction (estimation reverts early
+        with the contract's reason)."""
+        return self._estimate(self._unsigned(data, to, value))
+
+    def _estimate(self, tx: dict[str, Any]) -> int:
         """The estimate with a margin (a quarter plus 10,000: state may change before
         the transaction is mined)."""
         estimate = self._rpc(
@@ -129,10 +133,15 @@ def wait_for_receipt(w3: Web3, boundary: Boundary, tx_hash: str, timeout: float)
 
 
 def _explain_failed(w3: Web3, boundary: Boundary, tx_hash: str, receipt: Any) -> None:
-    """A mined transaction reverted: replay it as a call to learn the reason."""
+    """A mined transaction reverted: replay it as a call to learn the reason, on the
+    state before its block (later transactions of the block, e.g. the rest of a
+    pipeline, must not change the answer), then after it (an earlier transaction of
+    the block may be what made it revert). A replay that reverts raises its reason."""
     tx = boundary.run(lambda: w3.eth.get_transaction(tx_hash))  # type: ignore[arg-type]
     call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "gas": tx["gas"]}
-    boundary.run(lambda: w3.eth.call(call, int(receipt["blockNumber"])))  # type: ignore[arg-type]
+    block = int(receipt["blockNumber"])
+    for state in (max(0, block - 1), block):
+        boundary.run(lambda: w3.eth.call(call, state))  # type: ignore[arg-type]  # noqa: B023
     raise TransactionFailed(
         f"transaction {tx_hash} reverted in block {receipt['blockNumber']} "
         f"(gas used {receipt['gasUsed']} of {tx['gas']})"

@@ -60,12 +60,13 @@ from contracts._connect import (
 )
 from contracts._sender import TransactionSender, wait_for_receipt
 from contracts._translate import Boundary
-from contracts.errors import InvalidInput, TransactionFailed
+from contracts.errors import InvalidInput, LedgerError, TransactionFailed
 from contracts.events import LogPaging, iter_logs, topic_address, topic_bytes32, topic_uint
 from contracts.records import (
     ConsentWithdrawn,
     ContributionRecorded,
     ContributionRef,
+    NewContribution,
     NodeInfo,
     NodeRegistered,
     PrivacyBudgetSet,
@@ -314,17 +315,56 @@ class AuditLedger:
         With `gas` given, gas estimation (and its early revert check) is skipped:
         a reverted transaction then surfaces in `wait_for`.
         """
+        record = NewContribution(delta_hash, base_model_hash, round, sample_count, data_root, epsilon_spent)
+        return self._require_sender().send(self._contribution_data(record, withdrawals_seen_at), to=self._address, gas=gas)
+
+    def record_contributions(
+        self, records: Sequence[NewContribution], *, withdrawals_seen_at: int | None = None
+    ) -> list[TxResult | LedgerError]:
+        """Record several contributions of this node as one pipeline, in order: the
+        transactions go out back to back with consecutive nonces, then their receipts
+        are awaited, so a slow link to the chain costs about two round trips a record,
+        not one per RPC call of each. The first is estimated (it reverts early with the
+        contract's reason); the others reuse its gas limit (the same call on the same
+        slots), so one of them that reverts fails at its receipt, with its reason.
+
+        One result per record the chain took or refused, in order: its TxResult, or the
+        error it raised. Sending stops at the first record the chain would not take
+        (that error is the last result): the records after it are not sent.
+        """
+        sender = self._require_sender()
+        sent: list[str] = []
+        refused: list[LedgerError] = []
+        gas: int | None = None
+        for record in records:
+            try:
+                data = self._contribution_data(record, withdrawals_seen_at)
+                gas = gas if gas is not None else sender.gas_limit(data, to=self._address)
+                sent.append(sender.send(data, to=self._address, gas=gas))
+            except LedgerError as exc:
+                refused.append(exc)
+                break
+        results: list[TxResult | LedgerError] = []
+        for tx_hash in sent:
+            try:
+                results.append(self.wait_for(tx_hash))
+            except LedgerError as exc:
+                results.append(exc)
+        return results + refused
+
+    def _contribution_data(self, record: NewContribution, withdrawals_seen_at: int | None) -> bytes:
+        """recordContribution's calldata, every argument checked."""
         args = (
-            _args.nonzero_hash32(delta_hash, "delta_hash"),
-            _args.hash32(base_model_hash, "base_model_hash"),
-            _args.uint(round, _args.UINT64_MAX, "round"),
-            _args.uint(sample_count, _args.UINT32_MAX, "sample_count"),
-            _args.hash32(data_root, "data_root"),
-            epsilon_to_micros(epsilon_spent),
+            _args.nonzero_hash32(record.delta_hash, "delta_hash"),
+            _args.hash32(record.base_model_hash, "base_model_hash"),
+            _args.uint(record.round, _args.UINT64_MAX, "round"),
+            _args.uint(record.sample_count, _args.UINT32_MAX, "sample_count"),
+            _args.hash32(record.data_root, "data_root"),
+            epsilon_to_micros(record.epsilon_spent),
             _args.UINT64_MAX if withdrawals_seen_at is None
             else _args.uint(withdrawals_seen_at, _args.UINT64_MAX, "withdrawals_seen_at"),
         )
-        return self._submit("recordContribution", args, gas)
+        return bytes.fromhex(self._contract.encode_abi("recordContribution", args=list(args))[2:])
 
     def withdraw_consent(self, subject: bytes) -> TxResult:
         """Withdraw a subject's consent as its custodian node."""

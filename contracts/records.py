@@ -165,6 +165,19 @@ LedgerEvent = Union[
 
 
 @dataclass(frozen=True)
+class NewContribution:
+    """One contribution to record (`AuditLedger.record_contributions`): the arguments of
+    recordContribution but the withdrawal block, which a batch shares."""
+
+    delta_hash: bytes
+    base_model_hash: bytes
+    round: int
+    sample_count: int
+    data_root: bytes
+    epsilon_spent: float
+
+
+@dataclass(frozen=True)
 class TxResult:
     """A mined, successful transaction: `event` is the first event it emitted (if
     any), `events` all of them in order (registration emits three)."""

@@ -51,7 +51,7 @@ from contracts.errors import (
     WithdrawalNotSeen,
 )
 from contracts.ledger import EPSILON_SCALE
-from contracts.records import NodeInfo
+from contracts.records import NewContribution, NodeInfo, TxResult
 from gossip import Announcement, GossipNetwork
 from node.checkpoint import JournalEntry
 from node.codec import rebind
@@ -63,6 +63,8 @@ from node.peer.status import Counters
 
 log = logging.getLogger("medgossip.peer")
 
+PIPELINE = 16
+"""entries sent as one pipeline at most (`AuditLedger.record_contributions`)."""
 MAX_UNSEEN = 3
 """times in a row a record is sent again after a withdrawal it had not seen was mined."""
 
@@ -123,94 +125,150 @@ class Recorder:
                 await self._idle.wait()
 
     async def _record_queued(self) -> None:
+        """Record what is queued, oldest first, PIPELINE entries at a time."""
         state = self.durable.state
-        for entry in state.queued():
-            answer = await self._send_checked(entry)
-            if answer.kind == "withdrawn":
-                state.mark_rejected(entry.delta_hash, answer.detail)
-                await self.durable.save()
-                log.warning("round=%d delta=%s %s", entry.round, entry.delta_hash[:10], answer.detail)
-                continue
-            if answer.kind == "retry":
-                self.state = answer.detail
-                log.warning("%s: %d contribution(s) queued", answer.detail, len(state.queued()))
-                return
-            if answer.kind == "front-run":
-                log.warning(
-                    "delta=%s of round=%d was recorded first by %s: re-encoding it with a fresh nonce",
-                    entry.delta_hash[:10], entry.round, answer.detail,
-                )
-                new_hash = await trio.to_thread.run_sync(self._rebind, entry)
-                if new_hash is None:
-                    state.mark_rejected(entry.delta_hash, "front-run, and the payload is no longer on disk")
-                else:
-                    state.rebound(entry.delta_hash, new_hash, entry.nonce + 1)
-                await self.durable.save()
-                self.wake()
-                return
-            if answer.kind == "rejected":
-                self.state = f"rejected: {answer.detail}"
-                state.mark_rejected(entry.delta_hash, answer.detail)
-                await self.durable.save()
-                log.error("the chain rejected round=%d delta=%s for good: %s", entry.round, entry.delta_hash[:10], answer.detail)
-                continue
-            self.state = "ok"
-            state.mark_recorded(entry.delta_hash, answer.tx_hash, answer.block)
-            await self.durable.save()
-            self.counters.recorded += 1
-            log.info("recorded round=%d delta=%s tx=%s block=%d", entry.round, entry.delta_hash[:10], answer.tx_hash[:10], answer.block)
-            payload = await trio.to_thread.run_sync(self.durable.store.load_payload, entry.delta_hash)
-            await self.net.announce(
-                Announcement(
-                    peer_id=self.peer_id, round=entry.round, delta_hash=bytes.fromhex(entry.delta_hash[2:]),
-                    size=len(payload or b""), codec=self.codec, metadata={"samples": str(entry.sample_count)},
-                )
+        while queued := state.queued():
+            answers = await self._send_checked(queued[:PIPELINE])
+            for entry, answer in zip(queued, answers):
+                if answer.kind == "withdrawn":
+                    state.mark_rejected(entry.delta_hash, answer.detail)
+                    await self.durable.save()
+                    log.warning("round=%d delta=%s %s", entry.round, entry.delta_hash[:10], answer.detail)
+                    continue
+                if answer.kind == "retry":
+                    self.state = answer.detail
+                    log.warning("%s: %d contribution(s) queued", answer.detail, len(state.queued()))
+                    return
+                if answer.kind == "front-run":
+                    log.warning(
+                        "delta=%s of round=%d was recorded first by %s: re-encoding it with a fresh nonce",
+                        entry.delta_hash[:10], entry.round, answer.detail,
+                    )
+                    new_hash = await trio.to_thread.run_sync(self._rebind, entry)
+                    if new_hash is None:
+                        state.mark_rejected(entry.delta_hash, "front-run, and the payload is no longer on disk")
+                    else:
+                        state.rebound(entry.delta_hash, new_hash, entry.nonce + 1)
+                    await self.durable.save()
+                    self.wake()
+                    return
+                if answer.kind == "rejected":
+                    self.state = f"rejected: {answer.detail}"
+                    state.mark_rejected(entry.delta_hash, answer.detail)
+                    await self.durable.save()
+                    log.error("the chain rejected round=%d delta=%s for good: %s", entry.round, entry.delta_hash[:10], answer.detail)
+                    continue
+                await self._recorded(entry, answer)
+
+    async def _recorded(self, entry: JournalEntry, answer: Answer) -> None:
+        """Journal a mined entry, then announce it to peers."""
+        self.state = "ok"
+        self.durable.state.mark_recorded(entry.delta_hash, answer.tx_hash, answer.block)
+        await self.durable.save()
+        self.counters.recorded += 1
+        log.info("recorded round=%d delta=%s tx=%s block=%d", entry.round, entry.delta_hash[:10], answer.tx_hash[:10], answer.block)
+        payload = await trio.to_thread.run_sync(self.durable.store.load_payload, entry.delta_hash)
+        await self.net.announce(
+            Announcement(
+                peer_id=self.peer_id, round=entry.round, delta_hash=bytes.fromhex(entry.delta_hash[2:]),
+                size=len(payload or b""), codec=self.codec, metadata={"samples": str(entry.sample_count)},
             )
+        )
 
-    async def _send_checked(self, entry: JournalEntry) -> Answer:
-        """Check the entry's round against the latest withdrawals, then send it; again
-        if the contract says a withdrawal was mined after the block we read up to."""
+    async def _send_checked(self, entries: list[JournalEntry]) -> list[Answer]:
+        """Check the entries' rounds against the latest withdrawals, then send the ones
+        before the first that used a withdrawn subject (that one alone if it is first);
+        again if the contract says a withdrawal was mined after the block we read up to.
+        One answer per entry from the first, as far as the chain answered."""
         for _ in range(MAX_UNSEEN):
-            used = await self._withdrawn_since(entry)
-            if used:
-                return Answer("withdrawn", detail=f"trained on {len(used)} subject(s) withdrawn since "
-                                                  f"({', '.join(s[:10] for s in used)}): not recorded")
+            await self._apply_withdrawals()
+            batch: list[JournalEntry] = []
+            for entry in entries:
+                used = await trio.to_thread.run_sync(self._withdrawn_used, entry)
+                if used and not batch:
+                    return [Answer("withdrawn", detail=f"trained on {len(used)} subject(s) withdrawn since "
+                                                       f"({', '.join(s[:10] for s in used)}): not recorded")]
+                if used:
+                    break
+                batch.append(entry)
             seen_at = max(0, self.durable.state.withdrawals_block - 1) if self.consent is not None else None
-            answer = await trio.to_thread.run_sync(self._send, entry, seen_at)
-            if answer.kind != "unseen-withdrawal":
-                return answer
-            log.info("round=%d: %s; checking it again", entry.round, answer.detail)
-        return Answer("retry", detail="consent withdrawals keep arriving")
+            answers = await trio.to_thread.run_sync(self._send, batch, seen_at)
+            unseen = [i for i, answer in enumerate(answers) if answer.kind == "unseen-withdrawal"]
+            if not unseen:
+                return answers
+            log.info("round=%d: %s; checking it again", batch[unseen[0]].round, answers[unseen[0]].detail)
+            if unseen[0] > 0:  # the entries before it are answered; the rest go again
+                return answers[: unseen[0]]
+        return [Answer("retry", detail="consent withdrawals keep arriving")]
 
-    async def _withdrawn_since(self, entry: JournalEntry) -> list[str]:
-        """The subjects of the entry's round that we must obey a withdrawal of, read from
-        the chain now (its last known withdrawals if the chain cannot answer: the send
-        would be retried then anyway)."""
+    async def _apply_withdrawals(self) -> None:
+        """Read the withdrawals mined since the consent watcher's last poll (the last
+        known ones if the chain cannot answer: the send would be retried then anyway)."""
         if self.consent is None:
-            return []
+            return
         try:
             await self.consent.apply_new()
         except ChainUnavailable:
             pass
-        audit = await trio.to_thread.run_sync(self.durable.store.load_audit, entry.round)
+
+    def _withdrawn_used(self, entry: JournalEntry) -> list[str]:
+        """The subjects of the entry's round whose withdrawal we must obey (blocking)."""
+        if self.consent is None:
+            return []
+        audit = self.durable.store.load_audit(entry.round)
         used = set(audit.get("subjects", [])) if audit else set()
         return sorted(used & set(self.durable.state.withdrawn))
 
-    def _send(self, entry: JournalEntry, seen_at: int | None) -> Answer:
-        """Send the transaction (blocking) and say what the chain answered. `seen_at`:
-        the block up to which the round's subjects were checked against withdrawals."""
+    def _send(self, entries: list[JournalEntry], seen_at: int | None) -> list[Answer]:
+        """Send the entries' transactions as one pipeline (blocking) and say what the
+        chain answered to each, as far as it did. `seen_at`: the block up to which the
+        rounds' subjects were checked against withdrawals."""
         ledger = self.chain.ledger
-        delta = bytes.fromhex(entry.delta_hash[2:])
         try:
-            tx = ledger.record_contribution(
-                delta, bytes.fromhex(entry.base_hash[2:]), entry.round, entry.sample_count,
-                bytes.fromhex(entry.data_root[2:]), self._epsilon(entry), withdrawals_seen_at=seen_at,
-            )
-            return Answer("recorded", tx.tx_hash, tx.block_number)
-        except (DuplicateContribution, StaleRound) as exc:
+            records, unrecordable = self._records(entries)
+            results = ledger.record_contributions(records, withdrawals_seen_at=seen_at) if records else []
+        except LedgerError as exc:  # the chain could not be read, or no key to send with
+            return [self._refused(entries[0], exc)]
+        if unrecordable is not None and len(results) == len(records):
+            results.append(unrecordable)
+        return [
+            Answer("recorded", result.tx_hash, result.block_number) if isinstance(result, TxResult)
+            else self._refused(entry, result)
+            for entry, result in zip(entries, results)
+        ]
+
+    def _records(self, entries: list[JournalEntry]) -> tuple[list[NewContribution], InvalidInput | None]:
+        """The entries as records, up to the first whose epsilon cannot be recorded (and
+        why) (blocking). The epsilon each carries telescopes: its accountant total over
+        what the chain will have summed once the entries before it are mined (as
+        journaled for an entry without a total)."""
+        info = self.chain.ledger.node_info(self.address)
+        spent = info.epsilon_spent_micros if info else 0
+        records: list[NewContribution] = []
+        for entry in entries:
+            if entry.epsilon_total is None:
+                epsilon = entry.epsilon
+            else:
+                try:
+                    micros = micros_to_record(entry.epsilon_total, spent)
+                except InvalidInput as exc:
+                    return records, exc
+                spent += micros
+                epsilon = micros / EPSILON_SCALE
+            records.append(NewContribution(
+                bytes.fromhex(entry.delta_hash[2:]), bytes.fromhex(entry.base_hash[2:]), entry.round,
+                entry.sample_count, bytes.fromhex(entry.data_root[2:]), epsilon,
+            ))
+        return records, None
+
+    def _refused(self, entry: JournalEntry, exc: LedgerError) -> Answer:
+        """What a chain error for `entry`'s record means (blocking: it may look it up)."""
+        try:
+            raise exc
+        except (DuplicateContribution, StaleRound):
             # Recorded before a crash, not yet journaled: ours if the chain says so.
             try:
-                ref = ledger.contribution(delta)
+                ref = self.chain.ledger.contribution(bytes.fromhex(entry.delta_hash[2:]))
             except LedgerError as lookup:
                 return Answer("retry", detail=f"chain error: {lookup}")
             if ref is not None and ref.author == self.address:
@@ -218,28 +276,18 @@ class Recorder:
             if isinstance(exc, DuplicateContribution):
                 return Answer("front-run", detail=ref.author if ref is not None else "another node")
             return Answer("rejected", detail=str(exc))
-        except WithdrawalNotSeen as exc:
+        except WithdrawalNotSeen:
             return Answer("unseen-withdrawal", detail=str(exc))
-        except PrivacyBudgetExceeded as exc:
+        except PrivacyBudgetExceeded:
             return Answer("rejected", detail=f"privacy budget spent: {exc}")
-        except (NodeRevoked, NotRegistered, SampleCountOverCap) as exc:
+        except (NodeRevoked, NotRegistered, SampleCountOverCap):
             return Answer("rejected", detail=str(exc))
-        except InvalidInput as exc:  # e.g. an epsilon that is not finite: no retry will do
+        except InvalidInput:  # e.g. an epsilon that is not finite: no retry will do
             return Answer("rejected", detail=f"unrecordable: {exc}")
         except ChainUnavailable:
             return Answer("retry", detail="chain unavailable")
-        except LedgerError as exc:  # a failed or unmined transaction, no funds...: not final
+        except LedgerError:  # a failed or unmined transaction, no funds...: not final
             return Answer("retry", detail=f"chain error: {exc}")
-
-    def _epsilon(self, entry: JournalEntry) -> float:
-        """The epsilon to record for `entry` (blocking): its accountant total over the
-        chain's sum, so the two stay equal; as journaled if the entry has no total."""
-        if entry.epsilon_total is None:
-            return entry.epsilon
-        if entry.epsilon_total == 0.0:
-            return 0.0
-        info = self.chain.ledger.node_info(self.address)
-        return micros_to_record(entry.epsilon_total, info.epsilon_spent_micros if info else 0) / EPSILON_SCALE
 
     def _node_info(self) -> NodeInfo | None:
         """This node on chain (blocking); None if the chain cannot say now."""

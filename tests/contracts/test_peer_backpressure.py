@@ -42,7 +42,7 @@ class TxRefusingLedger:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._ledger, name)
-        if name != "record_contribution":
+        if name != "record_contributions":
             return attr
 
         def record(*args: Any, **kwargs: Any) -> Any:

@@ -90,3 +90,36 @@ async def test_a_restart_meets_its_own_recorded_entry_and_takes_it_as_recorded(
     await recorder._record_queued()
 
     assert durable.state.journal[0].status == "recorded" and len(net.announced) == 1
+
+
+async def test_a_backlog_goes_out_as_one_pipeline_and_its_epsilons_telescope_to_the_total(
+    chain: Chain, admin: AuditLedger, tmp_path: Path
+) -> None:
+    node = real_node(chain, admin)
+    recorder, durable, net = queue(node, tmp_path, round_=1)
+    durable.state.journal.clear()
+    totals = [0.1, 0.25, 0.25, 0.4000004, 0.7]  # the accountant's lifetime epsilon after each round
+    for round_, total in enumerate(totals, start=1):
+        delta = encoded_delta(node.address, round_, scale=float(round_))
+        key = "0x" + delta.delta_hash.hex()
+        durable.store.save_payload(key, delta.payload)
+        durable.state.journal.append(
+            JournalEntry(round_, key, "0x" + "00" * 32, 40, "0x" + "11" * 32, 0.0, epsilon_total=total))
+    sent: list[int] = []
+    pipeline = node.ledger.record_contributions
+
+    def counting(records, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append(len(records))
+        return pipeline(records, **kwargs)
+
+    node.ledger.record_contributions = counting  # type: ignore[method-assign]
+
+    await recorder._record_queued()
+
+    assert sent == [len(totals)]  # one pipeline for the whole backlog
+    assert [e.status for e in durable.state.journal] == ["recorded"] * len(totals)
+    assert [a.round for a in net.announced] == [1, 2, 3, 4, 5]
+    mine = node.ledger.contributions(node=node.address)
+    assert [round(c.epsilon_spent, 6) for c in mine] == [0.1, 0.15, 0.0, 0.15, 0.3]
+    info = node.ledger.node_info(node.address)
+    assert info is not None and info.epsilon_spent_micros == 700_000

@@ -35,9 +35,10 @@ from tests.integration.multihost_harness import (
     start_chain,
     start_peer,
 )
+from tests.integration.netem import Impairments, describe, netem
 from tests.integration.netns import BRIDGE_ADDRESS, Host, HostNet, exclusive, hostnet, leftovers, unavailable
 
-__all__ = ["hostnet"]  # the fixture, imported so that pytest finds it here
+__all__ = ["hostnet", "netem"]  # the fixtures, imported so that pytest finds them here
 
 pytestmark = pytest.mark.slow
 
@@ -258,6 +259,9 @@ def test_three_hospitals_on_three_hosts_converge_and_heal_both_partitions(
     for h in hospitals:
         s = h.status()
         assert s is not None and s.address, h.name
+        # Listening on 0.0.0.0, each advertises its announce address only (the one the
+        # others dialled and fetched every merged delta from).
+        assert json.loads((h.checkpoint / "addrs.json").read_text()) == [h.multiaddr], h.name
     seen = [partition_and_heal(net, watch, admin, kind) for kind in ("link-down", "iptables")]
     print(f"partitions of {PARTITION_SECONDS:.0f} s: {seen}")
 
@@ -280,3 +284,98 @@ def test_three_hospitals_on_three_hosts_converge_and_heal_both_partitions(
     listed = {(c["node"].lower(), c["delta_hash"].lower()) for c in trail["contributions"]}
     assert journaled and journaled <= listed, sorted(journaled - listed)[:5]
     assert {c["node"].lower() for c in trail["contributions"]} == {h.address.lower() for h in hospitals}
+
+
+# --- delay and loss ------------------------------------------------------------------------
+
+DELAY_SECONDS = 0.05
+"""One-way, on every path between a hospital and anyone else (the chain, the other
+hospitals): +100 ms round trip, the issue's recipe, under which recording fell to about
+1 transaction/s and the unrecorded backlog grew from 0 to 63."""
+LOSS = 0.01
+MAX_UNRECORDED = 3
+"""Small (the default is 8), so that within the test it is the bound, not the chain's
+pace, that must hold the backlog."""
+MERGED_EACH = 10
+"""Deltas of every other peer that each peer must merge over the slow, lossy links."""
+
+
+def merged_counts(watch: Watch) -> dict[str, dict[str, int]]:
+    """Per peer, how many deltas of each other peer it has merged (authors from the chain)."""
+    author_of = {"0x" + c.delta_hash.hex(): c.node.lower() for c in watch.records()}
+    counts: dict[str, dict[str, int]] = {}
+    for h in watch.hospitals:
+        mine = {o.name: 0 for o in watch.hospitals if o is not h}
+        for delta in h.merged():
+            author = author_of.get(delta)
+            if author is not None and author != h.address.lower():
+                mine[watch.authors[author].name] += 1
+        counts[h.name] = mine
+    return counts
+
+
+def test_delay_and_loss_peers_keep_converging_and_the_backlog_stays_within_its_bound(
+    hostnet: Callable[[int], HostNet], netem: Callable[..., Impairments], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: three hospitals set up through the CLI as above, each peer bounding its
+    # unrecorded contributions at MAX_UNRECORDED, and every path between a hospital and
+    # anyone else impaired (+100 ms round trip, 1% loss) before any peer starts.
+    net = hostnet(4)
+    admin_host = net.hosts[-1]
+    rpc = start_chain(net, tmp_path / "chain")
+    admin_key = tmp_path / "admin.key"
+    admin_key.write_text(ANVIL_FUNDER_KEY)
+    admin_key.chmod(0o600)
+    network = tmp_path / "network.json"
+    medgossip(net, admin_host, "admin", "deploy", "--rpc", rpc, "--key", admin_key, "--out", network)
+    hospitals = set_up_hospitals(net, tmp_path, network, admin_key)
+    contract = json.loads(network.read_text())["contract"]
+    watch = Watch(hospitals, AuditLedger(rpc, contract))
+    admin = AuditLedger(rpc, contract, private_key=ANVIL_FUNDER_KEY)
+    impaired = netem(net, [h.host for h in hospitals], delay=DELAY_SECONDS, loss=LOSS)
+    monkeypatch.setenv("MEDGOSSIP_MAX_UNRECORDED", str(MAX_UNRECORDED))  # `node start` reads it
+    peak = {h.name: 0 for h in hospitals}
+    paused: set[str] = set()
+
+    def sample() -> None:
+        for h in hospitals:
+            s = h.status()
+            if s is not None:
+                peak[h.name] = max(peak[h.name], s.queued_records)
+                if s.paused:
+                    paused.add(h.name)
+
+    # Execute: the peers train, record and gossip over those links until each has merged
+    # MERGED_EACH deltas of every other peer; then, the ledger frozen, every record on
+    # chain must reach every other peer, still over the same links.
+    started = time.monotonic()
+    for h in hospitals:
+        start_peer(net, h)
+    poll(hospitals, lambda: all(n >= MERGED_EACH for c in merged_counts(watch).values() for n in c.values()), 120,
+         lambda: f"every peer merging {MERGED_EACH} deltas of every other peer under delay and loss "
+                 f"(merged {merged_counts(watch)}, peak queued {peak})", every=sample)
+    converging = time.monotonic() - started
+    frozen = set_caps(admin, hospitals, 1)
+
+    def caught_up() -> bool:
+        statuses = [h.status() for h in hospitals]
+        return not watch.unmerged() and all(
+            s is not None and s.updated > frozen + 1.0 and s.known_unmerged == 0 for s in statuses)
+
+    took = poll(hospitals, caught_up, HEAL_SECONDS,
+                lambda: f"under delay and loss, every record merged by every other peer and known_unmerged 0 "
+                        f"(unmerged (author, round): { {k: v[:8] for k, v in watch.unmerged().items()} })",
+                every=sample)
+    emulated = describe(impaired.stop())
+    print(f"+{2 * DELAY_SECONDS * 1000:.0f} ms round trip, {LOSS:.0%} loss: {MERGED_EACH} merges of each other "
+          f"peer in {converging:.1f} s, all records merged {took:.1f} s after the freeze; peak queued {peak} "
+          f"(max_unrecorded {MAX_UNRECORDED}), paused {sorted(paused)}, records {len(watch.records())}; "
+          f"emulators {emulated}")
+
+    # Assert: no peer ever had more than MAX_UNRECORDED contributions waiting, and the
+    # bound was reached (it was the bound that held the backlog, not a fast chain); the
+    # links really lost about 1% of their packets.
+    assert all(p <= MAX_UNRECORDED for p in peak.values()), peak
+    assert max(peak.values()) == MAX_UNRECORDED and paused, (peak, paused)
+    assert 0.005 <= emulated["loss_rate"] <= 0.02, emulated
