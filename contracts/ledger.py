@@ -63,9 +63,11 @@ from contracts._translate import Boundary
 from contracts.errors import InvalidInput, LedgerError, TransactionFailed
 from contracts.events import LogPaging, iter_logs, topic_address, topic_bytes32, topic_uint
 from contracts.records import (
+    BlockRef,
     ConsentWithdrawn,
     ContributionRecorded,
     ContributionRef,
+    LedgerEvent,
     NewContribution,
     NodeInfo,
     NodeRegistered,
@@ -469,6 +471,17 @@ class AuditLedger:
             None if node is None else topic_address(_args.address(node, "node address")),
         ]
         return self._events.decode_as(PrivacyBudgetSet, self._logs(topics, from_block, to_block))
+
+    def events(self, from_block: int = 0, to_block: int | None = None) -> list[LedgerEvent]:
+        """Every event of the contract in the range, of every kind, in chain order (one
+        paged log query: what an indexer reads)."""
+        return list(self._events.every(self._logs([], from_block, to_block), self._address))
+
+    def block(self, number: int | str = "latest") -> BlockRef:
+        """A block's number, hash and timestamp ("latest" or a number)."""
+        which = number if isinstance(number, str) else _args.uint(number, _args.UINT64_MAX, "block")
+        raw = self._rpc(lambda: self._w3.eth.get_block(which))  # type: ignore[arg-type]
+        return BlockRef(number=int(raw["number"]), hash=hex_str(raw["hash"]), timestamp=int(raw["timestamp"]))
 
     def registered_nodes(self) -> list[NodeInfo]:
         """Every node ever registered, with its current status, sample cap, last

@@ -165,6 +165,16 @@ LedgerEvent = Union[
 
 
 @dataclass(frozen=True)
+class BlockRef:
+    """A block as an indexer needs it: its number, hash (a reset chain has another
+    hash at the same number) and timestamp (seconds)."""
+
+    number: int
+    hash: str
+    timestamp: int
+
+
+@dataclass(frozen=True)
 class NewContribution:
     """One contribution to record (`AuditLedger.record_contributions`): the arguments of
     recordContribution but the withdrawal block, which a batch shares."""
