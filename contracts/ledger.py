@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -61,17 +61,13 @@ from contracts._connect import (
 from contracts._sender import TransactionSender, wait_for_receipt
 from contracts._translate import Boundary
 from contracts.errors import InvalidInput, LedgerError, TransactionFailed
-from contracts.events import LogPaging, iter_logs, topic_address, topic_bytes32, topic_uint
+from contracts.events import LogPaging
+from contracts.queries import EventQueries
 from contracts.records import (
     BlockRef,
-    ConsentWithdrawn,
-    ContributionRecorded,
     ContributionRef,
-    LedgerEvent,
     NewContribution,
     NodeInfo,
-    NodeRegistered,
-    PrivacyBudgetSet,
     TxResult,
 )
 
@@ -91,7 +87,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class AuditLedger:
+class AuditLedger(EventQueries):
     """A handle on one deployed AuditLedger contract, optionally with a sending key."""
 
     def __init__(
@@ -210,6 +206,12 @@ class AuditLedger:
     def block_number(self) -> int:
         """The latest block number."""
         return self._rpc(lambda: int(self._w3.eth.block_number))
+
+    def block(self, number: int | str = "latest") -> BlockRef:
+        """A block's number, hash and timestamp ("latest" or a number)."""
+        which = number if isinstance(number, str) else _args.uint(number, _args.UINT64_MAX, "block")
+        raw = self._rpc(lambda: self._w3.eth.get_block(which))  # type: ignore[arg-type]
+        return BlockRef(number=int(raw["number"]), hash=hex_str(raw["hash"]), timestamp=int(raw["timestamp"]))
 
     def has_code(self) -> bool:
         """True when there is contract code at `address` (False after a chain reset)."""
@@ -422,73 +424,6 @@ class AuditLedger:
         info = self.node_info(address)
         return info is not None and info.active
 
-    # ------------------------------------------------------------------- events
-
-    def contributions(
-        self,
-        node: str | None = None,
-        round: int | None = None,
-        delta_hash: bytes | None = None,
-        from_block: int = 0,
-        to_block: int | None = None,
-    ) -> list[ContributionRecorded]:
-        """ContributionRecorded events, filtered on the indexed fields, oldest first."""
-        topics = [
-            self._events.topic(ContributionRecorded),
-            None if delta_hash is None else topic_bytes32(_args.hash32(delta_hash, "delta_hash")),
-            None if node is None else topic_address(_args.address(node, "node address")),
-            None if round is None else topic_uint(_args.uint(round, _args.UINT64_MAX, "round")),
-        ]
-        return self._events.decode_as(ContributionRecorded, self._logs(topics, from_block, to_block))
-
-    def withdrawals(
-        self,
-        subject: bytes | None = None,
-        from_block: int = 0,
-        to_block: int | None = None,
-        by: str | None = None,
-    ) -> list[ConsentWithdrawn]:
-        """ConsentWithdrawn events, filtered by subject / sender, oldest first."""
-        topics = [
-            self._events.topic(ConsentWithdrawn),
-            None if subject is None else topic_bytes32(_args.hash32(subject, "subject commitment")),
-            None if by is None else topic_address(_args.address(by, "sender address")),
-        ]
-        return self._events.decode_as(ConsentWithdrawn, self._logs(topics, from_block, to_block))
-
-    def node_registrations(self, from_block: int = 0, to_block: int | None = None) -> list[NodeRegistered]:
-        """NodeRegistered events, oldest first (current status: `node_info`)."""
-        topics: list[str | None] = [self._events.topic(NodeRegistered)]
-        return self._events.decode_as(NodeRegistered, self._logs(topics, from_block, to_block))
-
-    def budget_changes(
-        self, node: str | None = None, from_block: int = 0, to_block: int | None = None
-    ) -> list[PrivacyBudgetSet]:
-        """PrivacyBudgetSet events (at registration and every change), filtered by
-        node, oldest first (current budget and spent: `node_info`)."""
-        topics = [
-            self._events.topic(PrivacyBudgetSet),
-            None if node is None else topic_address(_args.address(node, "node address")),
-        ]
-        return self._events.decode_as(PrivacyBudgetSet, self._logs(topics, from_block, to_block))
-
-    def events(self, from_block: int = 0, to_block: int | None = None) -> list[LedgerEvent]:
-        """Every event of the contract in the range, of every kind, in chain order (one
-        paged log query: what an indexer reads)."""
-        return list(self._events.every(self._logs([], from_block, to_block), self._address))
-
-    def block(self, number: int | str = "latest") -> BlockRef:
-        """A block's number, hash and timestamp ("latest" or a number)."""
-        which = number if isinstance(number, str) else _args.uint(number, _args.UINT64_MAX, "block")
-        raw = self._rpc(lambda: self._w3.eth.get_block(which))  # type: ignore[arg-type]
-        return BlockRef(number=int(raw["number"]), hash=hex_str(raw["hash"]), timestamp=int(raw["timestamp"]))
-
-    def registered_nodes(self) -> list[NodeInfo]:
-        """Every node ever registered, with its current status, sample cap, last
-        round, revocation block, privacy budget and epsilon spent."""
-        infos = (self.node_info(reg.node) for reg in self.node_registrations())
-        return [info for info in infos if info is not None]
-
     # ------------------------------------------------------------- transactions
 
     def wait_for(self, tx_hash: str, timeout: float = 60.0) -> TxResult:
@@ -513,11 +448,6 @@ class AuditLedger:
     def _view(self, function: str, *args: object) -> Any:
         """Call a view through web3's Contract API (no code -> ContractNotFound)."""
         return self._rpc(lambda: self._contract.functions[function](*args).call())
-
-    def _logs(self, topics: list[str | None], from_block: int, to_block: int | None) -> Iterator[Any]:
-        start = max(self._deployment_block, _args.uint(from_block, _args.UINT64_MAX, "from_block"))
-        end = self.block_number() if to_block is None else _args.uint(to_block, _args.UINT64_MAX, "to_block")
-        return iter_logs(self._w3, self._rpc, self._address, topics, start, end, self._paging)
 
     def _result(self, receipt: Any) -> TxResult:
         created = receipt.get("contractAddress")
