@@ -3,8 +3,11 @@
 The nonce is kept locally under a lock, so worker threads of one process can transact
 concurrently without asking the chain each time; two processes must not share a key.
 A send that fails on the nonce (another writer, a restarted chain) re-reads it from
-the chain and retries; that is the one transient failure retried here. Every RPC call
-goes through the `Boundary`, so failures arrive as `contracts.errors`.
+the chain and retries; that is the one transient failure retried here ("nonce too
+low" on geth and anvil, "Nonce too low/high. Expected nonce to be ..." on Hardhat). A
+transaction Hardhat mined although it answered the send with its revert counts as sent
+(`_translate.mined_anyway`): its receipt reports the revert, as on other chains. Every
+RPC call goes through the `Boundary`, so failures arrive as `contracts.errors`.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
-from contracts._translate import Boundary
-from contracts.errors import TransactionFailed
+from contracts._translate import Boundary, mined_anyway
+from contracts.errors import LedgerError, TransactionFailed
 
 __all__ = ["TransactionSender", "wait_for_receipt"]
 
@@ -61,13 +64,16 @@ class TransactionSender:
                 tx["nonce"] = self._next_nonce
                 raw = self._signer.sign_transaction(tx).raw_transaction
                 try:
-                    tx_hash = self._rpc(lambda: self._w3.eth.send_raw_transaction(raw))
-                except TransactionFailed as exc:
-                    self._next_nonce = None  # re-read from the chain next time
-                    if "nonce" in str(exc).lower() and attempt < _NONCE_ATTEMPTS - 1:
-                        log.info("nonce out of sync for %s, refreshing", self._signer.address)
-                        continue
-                    raise
+                    tx_hash: Any = self._rpc(lambda: self._w3.eth.send_raw_transaction(raw))
+                except LedgerError as exc:
+                    tx_hash = mined_anyway(exc)  # Hardhat: mined, reverted, told at once
+                    if tx_hash is None:
+                        self._next_nonce = None  # re-read from the chain next time
+                        if (isinstance(exc, TransactionFailed) and "nonce" in str(exc).lower()
+                                and attempt < _NONCE_ATTEMPTS - 1):
+                            log.info("nonce out of sync for %s, refreshing", self._signer.address)
+                            continue
+                        raise
                 self._next_nonce += 1
             return tx_hash if isinstance(tx_hash, str) else "0x" + bytes(tx_hash).hex()
         raise TransactionFailed("could not find a valid nonce")  # pragma: no cover

@@ -1,5 +1,5 @@
-"""The one place where a failure of web3, eth-tester, anvil, geth or the JSON-RPC
-transport becomes an error of `contracts.errors` (`raise ... from exc`).
+"""The one place where a failure of web3, eth-tester, anvil, Hardhat, geth or the
+JSON-RPC transport becomes an error of `contracts.errors` (`raise ... from exc`).
 
 Custom errors are found by their 4-byte selector, which `CustomErrors` derives from the
 contract ABI. `CUSTOM_ERRORS` gives each one our class and message: a new custom
@@ -47,7 +47,7 @@ from contracts.errors import (
     WithdrawalNotSeen,
 )
 
-__all__ = ["CUSTOM_ERRORS", "Boundary", "CustomErrors", "is_range_refusal"]
+__all__ = ["CUSTOM_ERRORS", "Boundary", "CustomErrors", "is_range_refusal", "mined_anyway"]
 
 T = TypeVar("T")
 
@@ -150,15 +150,20 @@ class Boundary:
             if custom is not None:
                 return custom
         message = _message_of(exc)
-        lowered = message.lower()
-        if "insufficient funds" in lowered or "cannot afford" in lowered:
+        if _NO_FUNDS.search(message):
             return InsufficientFunds(f"the sending account cannot pay for gas: {message}")
+        lowered = message.lower()
         if isinstance(exc, ContractLogicError) or "revert" in lowered:
             return TransactionFailed(f"the transaction reverted: {message}")
         if isinstance(exc, requests.HTTPError):
             return ChainUnavailable(f"the chain's RPC answered with an HTTP error: {message}")
         return TransactionFailed(f"{type(exc).__name__}: {message}")
 
+
+_NO_FUNDS = re.compile(r"insufficient funds|cannot afford|doesn't have enough funds", re.IGNORECASE)
+"""How chains word "the sender cannot pay": geth and anvil ("insufficient funds for gas *
+price + value"), eth-tester ("cannot afford"), Hardhat ("Sender doesn't have enough funds
+to send tx")."""
 
 _LIMIT_EXCEEDED = -32005
 """EIP-1474 "limit exceeded": what geth-family and Besu servers answer to a log query
@@ -189,16 +194,44 @@ def is_range_refusal(exc: BaseException) -> bool:
 
 
 def _rpc_code(exc: BaseException) -> int | None:
-    response = getattr(exc, "rpc_response", None)
-    error = response.get("error") if isinstance(response, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
+    code = _rpc_error(exc).get("code")
     return code if isinstance(code, int) else None
+
+
+def _rpc_error(exc: BaseException) -> Mapping[str, Any]:
+    """The JSON-RPC `error` object a Web3RPCError carries ({} for anything else)."""
+    response = getattr(exc, "rpc_response", None)
+    error = response.get("error") if isinstance(response, Mapping) else None
+    return error if isinstance(error, Mapping) else {}
+
+
+def mined_anyway(exc: BaseException) -> str | None:
+    """The hash of a transaction the chain mined although sending it failed, or None.
+
+    Hardhat, automining, mines a transaction that reverts and answers its
+    eth_sendRawTransaction with the revert as an error, the hash in error.data.txHash;
+    the nonce is used. Other chains (anvil, geth) accept the transaction and report the
+    revert only in its receipt. With the hash, the sender answers as they do.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        data = _rpc_error(current).get("data")
+        tx_hash = data.get("txHash") if isinstance(data, Mapping) else None
+        if isinstance(tx_hash, str) and re.fullmatch(r"0x[0-9a-fA-F]{64}", tx_hash):
+            return tx_hash
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def revert_data(exc: BaseException) -> bytes | None:
     """Find raw revert data in any backend's exception (walking its causes).
 
     anvil and geth (via web3): ContractCustomError.data = "0x<selector><args>".
+    Hardhat (EDR): JSON-RPC code -32603 with error.data = {"message": ..., "data":
+    "0x<selector><args>"}, which web3 passes on as ContractLogicError.data, a dict (or,
+    from eth_sendRawTransaction, only in Web3RPCError.rpc_response: see `mined_anyway`).
     eth-tester: TransactionFailed("execution reverted: b'<selector><args>'"), raised
     from an eth-tester TransactionFailed whose first argument holds the bytes.
     """
@@ -207,6 +240,10 @@ def revert_data(exc: BaseException) -> bytes | None:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         data = getattr(current, "data", None)
+        if data is None:
+            data = _rpc_error(current).get("data")
+        if isinstance(data, Mapping):  # Hardhat: the hex sits one level down
+            data = data.get("data")
         if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
             try:
                 return bytes.fromhex(data[2:])

@@ -2,6 +2,8 @@
 AuditLedger deployed.
 
     anvil.py    locate / start (detached, state persisted) / stop the anvil binary
+    hardhat.py  start / stop a Hardhat network node (EDR): the second EVM the ledger
+                tests run on (in memory, for a run only)
     manage.py   start_devnet / stop_devnet / devnet_status: deploy, fund, register
     info.py     DevnetInfo, DevNode: devnet.json (mode 0600, holds keys); beside it
                 network.json (no keys: what other hosts need)

@@ -198,20 +198,22 @@ def wait_for_rpc(
     *,
     proc: subprocess.Popen[bytes] | None = None,
     log_file: Path | None = None,
+    what: str = "anvil",
 ) -> int:
-    """Poll until the chain answers; return its chain id."""
+    """Poll until the chain answers; return its chain id. `what` names the server
+    in errors (devnet/hardhat.py waits for hardhat here too)."""
     deadline = time.monotonic() + timeout
     while True:
         if proc is not None and proc.poll() is not None:
             raise DevnetStartFailed(
-                f"anvil exited with code {proc.returncode}: {_tail(log_file)}"
+                f"{what} exited with code {proc.returncode}: {_tail(log_file)}"
             )
         try:
             return probe_chain(rpc_url, timeout=1.0)
         except ChainUnavailable:
             if time.monotonic() > deadline:
                 raise DevnetStartFailed(
-                    f"anvil did not answer at {rpc_url} within {timeout:.0f} s: {_tail(log_file)}"
+                    f"{what} did not answer at {rpc_url} within {timeout:.0f} s: {_tail(log_file)}"
                 ) from None
             time.sleep(0.05)
 

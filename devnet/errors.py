@@ -7,6 +7,8 @@ lowest package, which imports nothing of ours); the whole project tree is drawn 
     MedgossipError
     └── DevnetError
         ├── AnvilNotFound        the anvil binary is not installed (run `make install`)
+        ├── HardhatNotFound      the hardhat package or node is not installed (the
+        │                        second EVM the ledger tests run on: `make install`)
         ├── PortInUse            the RPC port on the chosen address is taken
         ├── DevnetStartFailed    anvil exited, never answered, or cannot bind the
         │                        address; the message quotes its log
@@ -27,6 +29,7 @@ __all__ = [
     "DevnetFileError",
     "DevnetNotRunning",
     "DevnetStartFailed",
+    "HardhatNotFound",
     "PortInUse",
 ]
 
@@ -37,6 +40,10 @@ class DevnetError(MedgossipError):
 
 class AnvilNotFound(DevnetError):
     """No anvil binary where expected."""
+
+
+class HardhatNotFound(DevnetError):
+    """No hardhat package (or no node to run it) where expected."""
 
 
 class PortInUse(DevnetError):

@@ -84,6 +84,7 @@ names are unique across the project::
     │       └── RejectedArgument         AuditLedgerZeroHash / ZeroAddress / EmptyPeerId / ZeroSampleCap
     └── DevnetError                      devnet.errors: the local anvil chain
         ├── AnvilNotFound                the anvil binary is not installed (run `make install`)
+        ├── HardhatNotFound              the hardhat package or node is not installed (run `make install`)
         ├── PortInUse                    the RPC port on the chosen address is taken
         ├── DevnetStartFailed            anvil exited or never answered; the message quotes its log
         ├── DevnetNotRunning             no devnet.json, or its anvil is not running

@@ -1,6 +1,7 @@
-"""AuditLedger's privacy budget on eth-tester in-process: set at registration and
-changed by the admin with an event, summed exactly on every record, and enforced by a
-custom error the binding translates into `PrivacyBudgetExceeded`."""
+"""AuditLedger's privacy budget on eth-tester in-process and on a Hardhat node (slow):
+set at registration and changed by the admin with an event, summed exactly on every
+record, and enforced by a custom error the binding translates into
+`PrivacyBudgetExceeded`."""
 
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ from contracts.ledger import (
     new_private_key,
 )
 from contracts.records import PrivacyBudgetSet
-from tests.contracts.conftest import Chain
+from tests.contracts.conftest import BOTH_BACKENDS, Chain
+
+CHAIN_BACKENDS = BOTH_BACKENDS
+"""The chain tests of this module run on eth-tester and on a Hardhat node."""
 
 BASE = bytes.fromhex("aa" * 32)
 ROOT = bytes.fromhex("bb" * 32)

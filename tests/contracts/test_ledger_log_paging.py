@@ -26,7 +26,10 @@ from contracts._translate import Boundary, is_range_refusal
 from contracts.errors import LedgerError, LogRangeRefused
 from contracts.events import LogPaging, iter_logs
 from contracts.ledger import AuditLedger
-from tests.contracts.conftest import Chain
+from tests.contracts.conftest import BOTH_BACKENDS, Chain
+
+CHAIN_BACKENDS = BOTH_BACKENDS
+"""The chain tests of this module run on eth-tester and on a Hardhat node."""
 
 ADDRESS = Web3.to_checksum_address("0x" + "ab" * 20)
 TOPIC = "0x" + "11" * 32

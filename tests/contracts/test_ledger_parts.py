@@ -1,19 +1,25 @@
 """The binding's parts on their own: the custom-error and event tables cover the ABI,
-the event decoder handles any argument layout, the sender recovers a stale nonce."""
+the event decoder handles any argument layout, the sender recovers a stale nonce (on
+eth-tester and Hardhat), Hardhat's error shapes translate as anvil's do."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import eth_abi
+import pytest
 from eth_utils import keccak
+from web3.exceptions import ContractLogicError, Web3RPCError
 
 from contracts._connect import interface
-from contracts._translate import CUSTOM_ERRORS, CustomErrors
-from contracts.errors import ContractRejected, NotAdmin
+from contracts._translate import CUSTOM_ERRORS, Boundary, CustomErrors, mined_anyway
+from contracts.errors import ContractRejected, InsufficientFunds, NotAdmin, TransactionFailed
 from contracts.events import EVENT_RECORDS, EventDecoder
 from contracts.ledger import AuditLedger, account_address, new_private_key
-from tests.contracts.conftest import Chain
+from tests.contracts.conftest import BOTH_BACKENDS, Chain
+
+CHAIN_BACKENDS = BOTH_BACKENDS
+"""The chain tests of this module run on eth-tester and on a Hardhat node."""
 
 
 def _abi_names(kind: str) -> set[str]:
@@ -108,3 +114,42 @@ def test_two_handles_on_one_key_recover_the_stale_nonce(chain: Chain, admin: Aud
 
     # Assert: the nonce was re-read from the chain and the transaction mined
     assert result.event is not None and first.is_withdrawn_for(keccak(b"s3"), first.account or "")
+
+
+def _hardhat_error(code: int, message: str, data: dict[str, object]) -> Web3RPCError:
+    """A Hardhat JSON-RPC error as web3 raises it (shapes recorded from hardhat 2.29)."""
+    error = {"code": code, "message": message, "data": {"message": message, **data}}
+    response = {"jsonrpc": "2.0", "id": 1, "error": error}
+    return Web3RPCError(message, rpc_response=response)  # type: ignore[arg-type]
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+def test_hardhat_revert_data_and_its_mined_reverts_translate_like_anvils() -> None:
+    # Prepare: AuditLedgerNotAdmin(caller) as Hardhat answers a call, and a send
+    caller = account_address(new_private_key())
+    selector = keccak(text="AuditLedgerNotAdmin(address)")[:4]
+    revert = "0x" + (selector + eth_abi.encode(["address"], [caller])).hex()
+    said = ("Error: VM Exception while processing transaction: reverted with an unrecognized "
+            f"custom error (return data: {revert})")
+    tx_hash = "0x" + "ab" * 32
+    boundary = Boundary(interface().errors, "hardhat")
+
+    # Execute
+    from_call = boundary.translate(ContractLogicError(f"execution reverted: {said}", {"message": said, "data": revert}))
+    from_send = _hardhat_error(-32603, said, {"txHash": tx_hash, "data": revert})
+    poor = _hardhat_error(-32000, "Sender doesn't have enough funds to send tx. The max upfront cost is: 1", {})
+    stale = _hardhat_error(-32000, "Nonce too low. Expected nonce to be 1 but got 0.", {"data": None})
+
+    # Assert: the custom error decodes from both shapes; only a mined send has a hash
+    assert isinstance(from_call, NotAdmin) and from_call.error_args == (caller,)
+    assert isinstance(boundary.translate(from_send), NotAdmin)
+    with pytest.raises(NotAdmin) as translated:  # as the sender sees it: after the boundary
+        boundary.run(lambda: _raise(from_send))
+    assert mined_anyway(translated.value) == tx_hash
+    assert mined_anyway(stale) is None and mined_anyway(poor) is None
+    assert type(boundary.translate(stale)) is TransactionFailed
+    assert "nonce too low" in str(boundary.translate(stale)).lower()
+    assert isinstance(boundary.translate(poor), InsufficientFunds)

@@ -1,6 +1,10 @@
 """The binding and devnet against a real anvil: two node processes recording 200
 contributions (while withdrawing consents on the same key), queries, withdrawals, sample
-caps, privacy budgets and rounds, a restart that keeps the records, bad input."""
+caps, privacy budgets and rounds, a restart that keeps the records, bad input.
+
+The binding's part (the two writer processes, withdrawals, budgets, revert data at
+estimation and after mining, bad input, a bare deploy) also runs on a Hardhat node (EDR,
+the second EVM): the `ledger_net` and `bare_rpc` fixtures take both."""
 
 from __future__ import annotations
 
@@ -43,15 +47,12 @@ from devnet import (
     start_devnet,
     stop_devnet,
 )
-from devnet.anvil import AnvilProcess
-from devnet.manage import DEFAULT_SAMPLE_CAP
+from devnet.manage import ANVIL_FUNDER_KEY, DEFAULT_SAMPLE_CAP
 from gossip.identity import eth_address_from_peer_id, peer_id_bytes_from_secret
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = keccak(b"base")
 ROOT = keccak(b"root")
-
-
 def _write_key(path: Path, key: str) -> Path:
     path.write_text(key.removeprefix("0x") + "\n")
     path.chmod(0o600)
@@ -64,7 +65,8 @@ def _break_checksum(address: str) -> str:
 
 
 @pytest.mark.slow
-def test_two_node_processes_record_200_contributions(devnet: DevnetInfo, tmp_path: Path) -> None:
+def test_two_node_processes_record_200_contributions(ledger_net: DevnetInfo, tmp_path: Path) -> None:
+    devnet = ledger_net
     # Prepare: one OS process per node, each with its own key; each writer spends 49.5
     # epsilon (0.00, 0.01, ... 0.99), so the admin raises their budgets first.
     admin = AuditLedger(devnet.rpc_url, devnet.contract, devnet.admin_key)
@@ -115,7 +117,8 @@ def test_two_node_processes_record_200_contributions(devnet: DevnetInfo, tmp_pat
     assert reader.contributions(from_block=last) == [c for c in everything if c.block_number >= last]
 
 
-def test_withdrawals_by_token_and_by_custodian(devnet: DevnetInfo) -> None:
+def test_withdrawals_by_token_and_by_custodian(ledger_net: DevnetInfo) -> None:
+    devnet = ledger_net
     custodian = AuditLedger(devnet.rpc_url, devnet.contract, devnet.nodes[0].private_key)
     relayer = AuditLedger(devnet.rpc_url, devnet.contract, devnet.relayer_key)
     token = os.urandom(32)
@@ -170,14 +173,15 @@ def test_restart_keeps_records(devnet_dir: Path) -> None:
     fresh.record_contribution(keccak(b"after"), BASE, 6, 64, ROOT, 0.0)
 
 
-def test_privacy_budget_is_enforced_on_anvil(devnet: DevnetInfo) -> None:
+def test_privacy_budget_is_enforced_on_a_chain_node(ledger_net: DevnetInfo) -> None:
+    devnet = ledger_net
     admin = AuditLedger(devnet.rpc_url, devnet.contract, devnet.admin_key)
     node = AuditLedger(devnet.rpc_url, devnet.contract, devnet.nodes[1].private_key)
     address = devnet.nodes[1].address
     changed = admin.set_privacy_budget(address, 0.5)
     node.record_contribution(keccak(b"b1"), BASE, 1, 10, ROOT, 0.3)
 
-    # anvil's revert data decodes the same, at estimation and after mining
+    # anvil's and Hardhat's revert data decode the same, at estimation and after mining
     with pytest.raises(PrivacyBudgetExceeded) as early:
         node.record_contribution(keccak(b"b2"), BASE, 2, 10, ROOT, 0.3)
     mined = node.submit_contribution(keccak(b"b2"), BASE, 2, 10, ROOT, 0.3, gas=80_000)
@@ -202,8 +206,6 @@ def test_devnet_identities_are_fresh_and_consistent(devnet: DevnetInfo, devnet_d
         info = reader.node_info(node.address)
         assert info is not None and info.active and info.peer_id == node.peer_id
     # anvil's well-known dev accounts are not used as identities
-    from devnet.manage import ANVIL_FUNDER_KEY
-
     assert account_address(ANVIL_FUNDER_KEY) not in {n.address for n in devnet.nodes}
     assert reader.admin() == devnet.admin != account_address(ANVIL_FUNDER_KEY)
     assert DevnetInfo.load(devnet_dir) == devnet
@@ -212,7 +214,8 @@ def test_devnet_identities_are_fresh_and_consistent(devnet: DevnetInfo, devnet_d
         (DEFAULT_SAMPLE_CAP, 0, None, DEFAULT_EPSILON_BUDGET, 0.0)] * len(devnet.nodes)
 
 
-def test_bad_input_and_wrong_senders_are_clear_errors(devnet: DevnetInfo) -> None:
+def test_bad_input_and_wrong_senders_are_clear_errors(ledger_net: DevnetInfo) -> None:
+    devnet = ledger_net
     node = AuditLedger(devnet.rpc_url, devnet.contract, devnet.nodes[0].private_key)
     with pytest.raises(InvalidInput, match="delta_hash must be 32 bytes"):
         node.record_contribution(b"short", BASE, 1, 1, ROOT, 0.1)
@@ -224,7 +227,7 @@ def test_bad_input_and_wrong_senders_are_clear_errors(devnet: DevnetInfo) -> Non
     stranger = AuditLedger(devnet.rpc_url, devnet.contract, devnet.relayer_key)
     with pytest.raises(NotRegistered):
         stranger.record_contribution(keccak(b"x"), BASE, 1, 1, ROOT, 0.1)
-    with pytest.raises(SampleCountOverCap) as over:  # anvil's revert data decodes the same
+    with pytest.raises(SampleCountOverCap) as over:  # the node's revert data decodes the same
         node.record_contribution(keccak(b"z"), BASE, 1, DEFAULT_SAMPLE_CAP + 1, ROOT, 0.1)
     assert over.value.error_args == (node.account, DEFAULT_SAMPLE_CAP + 1, DEFAULT_SAMPLE_CAP)
     admin = AuditLedger(devnet.rpc_url, devnet.contract, devnet.admin_key)
@@ -246,10 +249,8 @@ def test_chain_not_running_is_chain_unavailable() -> None:
         ledger.record_contribution(keccak(b"x"), BASE, 1, 1, ROOT, 0.1)
 
 
-def test_deploy_on_a_bare_anvil(anvil: AnvilProcess) -> None:
-    from devnet.manage import ANVIL_FUNDER_KEY
-
-    ledger = AuditLedger.deploy(anvil.rpc_url, ANVIL_FUNDER_KEY)
+def test_deploy_on_a_bare_chain_node(bare_rpc: str) -> None:
+    ledger = AuditLedger.deploy(bare_rpc, ANVIL_FUNDER_KEY)
     assert ledger.has_code() and ledger.deployment is not None
     assert ledger.admin() == account_address(ANVIL_FUNDER_KEY)
 

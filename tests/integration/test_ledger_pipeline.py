@@ -1,6 +1,7 @@
 """`AuditLedger.record_contributions`: several records of one node sent back to back
 (consecutive nonces, no wait between them), their receipts awaited afterwards. On a
-real anvil with mining held, so the records really are in flight together."""
+real chain node (anvil, and Hardhat: the second EVM) with mining held, so the records
+really are in flight together."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from contracts.records import NewContribution, TxResult
 from devnet import DevnetInfo
 from devnet.manage import DEFAULT_SAMPLE_CAP as SAMPLE_CAP
 
-pytestmark = pytest.mark.slow  # anvil as a separate process
+pytestmark = pytest.mark.slow  # a chain node as a separate process
 
 BASE = keccak(b"base model")
 ROOT = keccak(b"data root")
@@ -28,13 +29,13 @@ def record(round_: int, samples: int = 10, epsilon: float = 0.25) -> NewContribu
 
 
 @pytest.fixture
-def node(devnet: DevnetInfo) -> AuditLedger:
-    return AuditLedger(devnet.rpc_url, devnet.contract, devnet.nodes[0].private_key)
+def node(ledger_net: DevnetInfo) -> AuditLedger:
+    return AuditLedger(ledger_net.rpc_url, ledger_net.contract, ledger_net.nodes[0].private_key)
 
 
 @pytest.fixture
-def w3(devnet: DevnetInfo) -> Iterator[Web3]:
-    w3 = Web3(HTTPProvider(devnet.rpc_url))
+def w3(ledger_net: DevnetInfo) -> Iterator[Web3]:
+    w3 = Web3(HTTPProvider(ledger_net.rpc_url))
     yield w3
     w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
 
