@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 from eth_account import Account
 from web3 import Web3
 from web3.exceptions import Web3RPCError
@@ -56,18 +57,31 @@ def interface() -> Interface:
     )
 
 
+HTTP_CONNECTIONS = 16
+"""Kept-alive connections to the chain per handle: at most this many calls at once
+without opening another (the peer's chain threads: recorder, watcher, prefetch...)."""
+
+
 def http_web3(rpc_url: str, timeout: float) -> Web3:
     """A Web3 over HTTP that does not retry: a stopped chain must fail fast.
 
     web3's validation asks eth_chainId around every call; the provider's own request
     cache answers it after the first time (measured: 3 round trips per view became 1).
+    Every thread shares one HTTP session and its pool of kept-alive connections: web3
+    otherwise keeps a session per thread, and a peer's worker threads come and go, each
+    new one opening its own connection (a round trip more on a slow link).
     """
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=HTTP_CONNECTIONS, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     provider = Web3.HTTPProvider(
         rpc_url,
         request_kwargs={"timeout": timeout},
         exception_retry_configuration=None,
         cache_allowed_requests=True,
         cacheable_requests={RPCEndpoint("eth_chainId")},
+        session=session,
     )
     return Web3(provider)
 

@@ -15,16 +15,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from web3 import Web3
-from web3.exceptions import TransactionNotFound
+from web3 import HTTPProvider, Web3
+from web3.exceptions import TransactionNotFound, Web3RPCError
+from web3.types import RPCEndpoint
 
 from contracts._translate import Boundary, mined_anyway
 from contracts.errors import LedgerError, TransactionFailed
 
-__all__ = ["TransactionSender", "wait_for_receipt"]
+__all__ = ["TransactionSender", "wait_for_receipt", "wait_for_receipts"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,9 @@ class TransactionSender:
         self._w3 = w3
         self._signer = signer
         self._rpc = boundary.run
+        self._boundary = boundary
+        self._batches = True
+        """False once the chain refused a JSON-RPC batch."""
         self._nonce_lock = threading.Lock()
         self._next_nonce: int | None = None
         self._chain_id: int | None = None
@@ -57,12 +62,7 @@ class TransactionSender:
         tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = self._fees()
         for attempt in range(_NONCE_ATTEMPTS):
             with self._nonce_lock:
-                if self._next_nonce is None:
-                    self._next_nonce = self._rpc(
-                        lambda: int(self._w3.eth.get_transaction_count(self._signer.address, "pending"))
-                    )
-                tx["nonce"] = self._next_nonce
-                raw = self._signer.sign_transaction(tx).raw_transaction
+                raw = self._sign(tx, self._nonce())
                 try:
                     tx_hash: Any = self._rpc(lambda: self._w3.eth.send_raw_transaction(raw))
                 except LedgerError as exc:
@@ -74,9 +74,75 @@ class TransactionSender:
                             log.info("nonce out of sync for %s, refreshing", self._signer.address)
                             continue
                         raise
-                self._next_nonce += 1
+                self._next_nonce = tx["nonce"] + 1
             return tx_hash if isinstance(tx_hash, str) else "0x" + bytes(tx_hash).hex()
         raise TransactionFailed("could not find a valid nonce")  # pragma: no cover
+
+    def send_all(self, datas: Sequence[bytes], *, to: str, gas: int) -> list[str | LedgerError]:
+        """Send several transactions with consecutive nonces, in one JSON-RPC batch (one
+        round trip) where the chain is reached over HTTP, else one by one (`send`).
+
+        One answer per transaction, in order: its hash, or its error. Those after the
+        first refused one are answered with an error too (unsent, or queued behind a
+        nonce gap: a later send of theirs finds out), and the nonce is read again from
+        the chain. A server that refuses batches is asked one by one from then on.
+        """
+        if len(datas) < 2 or not self._batches or not isinstance(self._w3.provider, HTTPProvider):
+            return self._one_by_one(datas, to, gas)
+        tx = self._unsigned(b"", to, 0)
+        tx["gas"] = gas
+        tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = self._fees()
+        provider = self._w3.provider
+        with self._nonce_lock:
+            first = self._nonce()
+            raws = [self._sign({**tx, "data": data}, first + i) for i, data in enumerate(datas)]
+            calls = [(RPCEndpoint("eth_sendRawTransaction"), ["0x" + raw.hex()]) for raw in raws]
+            responses = self._rpc(lambda: provider.make_batch_request(calls))
+            if not isinstance(responses, list):  # one error for the whole batch: none was taken
+                log.info("the chain refused a JSON-RPC batch (%s): sending one by one", responses.get("error"))
+                self._batches = False
+                answers = None
+            else:
+                answers = self._batch_answers(responses)
+                taken = sum(1 for answer in answers if isinstance(answer, str))
+                self._next_nonce = first + taken if taken == len(answers) else None
+        return answers if answers is not None else self._one_by_one(datas, to, gas)
+
+    def _batch_answers(self, responses: list[Any]) -> list[str | LedgerError]:
+        answers: list[str | LedgerError] = []
+        for response in responses:
+            if answers and not isinstance(answers[-1], str):
+                answers.append(TransactionFailed("not sent: an earlier transaction of its batch was refused"))
+            elif response.get("error") is None and isinstance(response.get("result"), str):
+                answers.append(response["result"])
+            else:
+                exc = Web3RPCError(str(response.get("error")), rpc_response=response)
+                answers.append(mined_anyway(exc) or self._boundary.translate(exc))
+        return answers
+
+    def _one_by_one(self, datas: Sequence[bytes], to: str, gas: int) -> list[str | LedgerError]:
+        answers: list[str | LedgerError] = []
+        for data in datas:
+            try:
+                answers.append(self.send(data, to=to, gas=gas))
+            except LedgerError as exc:
+                answers.append(exc)
+                answers += [TransactionFailed("not sent: an earlier transaction of its batch was refused")
+                            ] * (len(datas) - len(answers))
+                break
+        return answers
+
+    def _nonce(self) -> int:
+        """The next nonce (call with the lock held): ours, or the chain's pending count."""
+        if self._next_nonce is None:
+            self._next_nonce = self._rpc(
+                lambda: int(self._w3.eth.get_transaction_count(self._signer.address, "pending"))
+            )
+        return self._next_nonce
+
+    def _sign(self, tx: dict[str, Any], nonce: int) -> bytes:
+        tx["nonce"] = nonce
+        return bytes(self._signer.sign_transaction(tx).raw_transaction)
 
     def upfront_cost(self, data: bytes, *, to: str | None, value: int = 0) -> int:
         """Wei the account must hold for the chain to accept this transaction as `send`
@@ -121,21 +187,59 @@ class TransactionSender:
 
 def wait_for_receipt(w3: Web3, boundary: Boundary, tx_hash: str, timeout: float) -> Any:
     """Poll until `tx_hash` is mined; a reverted one raises its translated reason."""
+    receipt = _mined(w3, boundary, tx_hash, timeout)
+    if receipt["status"] != 1:
+        _explain_failed(w3, boundary, tx_hash, receipt)
+    return receipt
+
+
+def wait_for_receipts(w3: Web3, boundary: Boundary, tx_hashes: Sequence[str], timeout: float) -> list[Any]:
+    """The receipts of one sender's transactions with consecutive nonces, in order, as
+    `wait_for_receipt` gives them (a reverted one: its error, as the answer). Once the
+    last is mined all are, so the others are read in one JSON-RPC batch over HTTP."""
+    if not tx_hashes:
+        return []
+    if len(tx_hashes) < 2 or not isinstance(w3.provider, HTTPProvider):
+        return [_receipt_or_error(w3, boundary, h, timeout) for h in tx_hashes]
+    last = _mined(w3, boundary, tx_hashes[-1], timeout)
+    try:
+        with w3.batch_requests() as batch:
+            for tx_hash in tx_hashes[:-1]:
+                batch.add(w3.eth.get_transaction_receipt(tx_hash))  # type: ignore[arg-type]
+            earlier = boundary.run(batch.execute)
+    except (LedgerError, TransactionNotFound):  # no batches there, or one was replaced: one by one
+        return [_receipt_or_error(w3, boundary, h, timeout) for h in tx_hashes]
+    receipts: list[Any] = []
+    for tx_hash, receipt in zip(tx_hashes, [*earlier, last]):
+        try:
+            if receipt["status"] != 1:
+                _explain_failed(w3, boundary, tx_hash, receipt)
+            receipts.append(receipt)
+        except LedgerError as exc:
+            receipts.append(exc)
+    return receipts
+
+
+def _receipt_or_error(w3: Web3, boundary: Boundary, tx_hash: str, timeout: float) -> Any:
+    try:
+        return wait_for_receipt(w3, boundary, tx_hash, timeout)
+    except LedgerError as exc:
+        return exc
+
+
+def _mined(w3: Web3, boundary: Boundary, tx_hash: str, timeout: float) -> Any:
+    """Poll until `tx_hash` is mined; its receipt, reverted or not."""
     deadline = time.monotonic() + timeout
     delay = 0.005
     while True:
         try:
-            receipt = boundary.run(lambda: w3.eth.get_transaction_receipt(tx_hash))  # type: ignore[arg-type]
-            break
+            return boundary.run(lambda: w3.eth.get_transaction_receipt(tx_hash))  # type: ignore[arg-type]
         except TransactionNotFound:
             pass
         if time.monotonic() > deadline:
             raise TransactionFailed(f"transaction {tx_hash} not mined within {timeout:.0f} s")
         time.sleep(delay)
         delay = min(delay * 2, 0.25)
-    if receipt["status"] != 1:
-        _explain_failed(w3, boundary, tx_hash, receipt)
-    return receipt
 
 
 def _explain_failed(w3: Web3, boundary: Boundary, tx_hash: str, receipt: Any) -> None:

@@ -58,7 +58,7 @@ from contracts._connect import (
     probe_chain,
     send_ether,
 )
-from contracts._sender import TransactionSender, wait_for_receipt
+from contracts._sender import TransactionSender, wait_for_receipt, wait_for_receipts
 from contracts._translate import Boundary
 from contracts.errors import InvalidInput, LedgerError, TransactionFailed
 from contracts.events import LogPaging
@@ -85,6 +85,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+RECEIPT_TIMEOUT = 60.0
+"""Seconds a sent transaction may take to be mined before the wait gives up."""
 
 
 class AuditLedger(EventQueries):
@@ -139,7 +142,7 @@ class AuditLedger(EventQueries):
         sender = TransactionSender(w3, signer, boundary)
         creation = w3.eth.contract(abi=interface().abi, bytecode=interface().bytecode).constructor()
         tx_hash = sender.send(bytes.fromhex(creation.data_in_transaction[2:]), to=None)
-        receipt = wait_for_receipt(w3, boundary, tx_hash, 60.0)
+        receipt = wait_for_receipt(w3, boundary, tx_hash, RECEIPT_TIMEOUT)
         created = receipt.get("contractAddress")
         if not created:
             raise TransactionFailed(f"deployment {tx_hash} created no contract")
@@ -326,35 +329,40 @@ class AuditLedger(EventQueries):
         self, records: Sequence[NewContribution], *, withdrawals_seen_at: int | None = None
     ) -> list[TxResult | LedgerError]:
         """Record several contributions of this node as one pipeline, in order: the
-        transactions go out back to back with consecutive nonces, then their receipts
-        are awaited, so a slow link to the chain costs about two round trips a record,
-        not one per RPC call of each. The first is estimated (it reverts early with the
-        contract's reason); the others reuse its gas limit (the same call on the same
-        slots), so one of them that reverts fails at its receipt, with its reason.
+        transactions go out together with consecutive nonces (one JSON-RPC batch over
+        HTTP), then their receipts are read together once the last is mined, so a slow
+        link to the chain costs a few round trips a batch, not several a record. The
+        first is estimated (it reverts early with the contract's reason); the others
+        reuse its gas limit (the same call on the same slots), so one of them that
+        reverts fails at its receipt, with its reason.
 
-        One result per record the chain took or refused, in order: its TxResult, or the
-        error it raised. Sending stops at the first record the chain would not take
-        (that error is the last result): the records after it are not sent.
+        One result per record, in order: its TxResult, or the error it raised. After
+        the first record the chain would not take, the others are not sent (their
+        error says so).
         """
         sender = self._require_sender()
-        sent: list[str] = []
-        refused: list[LedgerError] = []
-        gas: int | None = None
+        datas: list[bytes] = []
+        unrecordable: list[LedgerError] = []
         for record in records:
             try:
-                data = self._contribution_data(record, withdrawals_seen_at)
-                gas = gas if gas is not None else sender.gas_limit(data, to=self._address)
-                sent.append(sender.send(data, to=self._address, gas=gas))
-            except LedgerError as exc:
-                refused.append(exc)
+                datas.append(self._contribution_data(record, withdrawals_seen_at))
+            except LedgerError as exc:  # an argument no chain takes: the records before it go
+                unrecordable.append(exc)
                 break
+        if not datas:
+            return list(unrecordable)
+        try:
+            gas = sender.gas_limit(datas[0], to=self._address)
+        except LedgerError as exc:  # the first would revert: nothing is sent
+            return [exc]
+        answers = sender.send_all(datas, to=self._address, gas=gas)
+        sent = [answer for answer in answers if isinstance(answer, str)]
+        receipts = iter(wait_for_receipts(self._w3, self._boundary, sent, RECEIPT_TIMEOUT))
         results: list[TxResult | LedgerError] = []
-        for tx_hash in sent:
-            try:
-                results.append(self.wait_for(tx_hash))
-            except LedgerError as exc:
-                results.append(exc)
-        return results + refused
+        for answer in answers:
+            outcome = next(receipts) if isinstance(answer, str) else answer
+            results.append(outcome if isinstance(outcome, LedgerError) else self._result(outcome))
+        return results + unrecordable
 
     def _contribution_data(self, record: NewContribution, withdrawals_seen_at: int | None) -> bytes:
         """recordContribution's calldata, every argument checked."""
@@ -426,7 +434,7 @@ class AuditLedger(EventQueries):
 
     # ------------------------------------------------------------- transactions
 
-    def wait_for(self, tx_hash: str, timeout: float = 60.0) -> TxResult:
+    def wait_for(self, tx_hash: str, timeout: float = RECEIPT_TIMEOUT) -> TxResult:
         """Wait until `tx_hash` is mined; raise the project error if it reverted."""
         return self._result(wait_for_receipt(self._w3, self._boundary, tx_hash, timeout))
 
