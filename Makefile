@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 DEMO_ARGS ?=
 
-.PHONY: all install netdeps demo test test-fast bench clean help
+.PHONY: all install netdeps browserdeps demo test test-fast bench clean help
 
 help:
 	@echo "make demo    install what is missing, then run the 4-peer demo on a local devnet"
@@ -19,7 +19,7 @@ help:
 
 all: install
 
-install: $(STAMP) $(NPM_STAMP) netdeps
+install: $(STAMP) $(NPM_STAMP) netdeps browserdeps
 
 # fastecdsa, pulled by libp2p, compiles a C extension against GMP's and Python's
 # headers. Installing them with apt-get needs root, so this step does nothing when both
@@ -61,6 +61,19 @@ netdeps: $(STAMP)
 	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnetfilter-queue-dev; \
 	    fi; \
 	    $(PY) -m pip install -q -e '.[dev,netem]'; \
+	fi
+
+# The explorer's browser tests (tests/integration/test_explorer_browser.py) drive
+# Debian's Chromium with playwright (the `dev` extra): playwright's own browser download
+# is not reachable, so chromium comes from apt, as root. Without root and without it,
+# those tests skip.
+browserdeps:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+	    echo "no /usr/bin/chromium and not root: the explorer's browser tests will skip (sudo apt-get install chromium)"; \
+	else \
+	    echo "installing chromium (the explorer's browser tests drive it with playwright)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
 # torch is installed first and explicitly so that nothing resolves a CUDA build.

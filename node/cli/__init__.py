@@ -13,6 +13,7 @@ failure is one red line on stderr and a non-zero exit, never a traceback.
     data.py       medgossip data ingest|make-demo|tokens  DICOM in, manifest out
     peer.py       medgossip node start|status|init|genesis-hash   the peer process
     demo.py       medgossip demo                        the whole thing on loopback
+    explorer.py   medgossip explorer                    the audit trail as web pages (node.explorer)
     localnet.py   the demo's peers, anvil and data as OS processes (also used by tests)
     _boundary.py  the one error boundary: `fail`, and the root group that catches
                   MedgossipError around every command
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import typer
 
-from node.cli import admin, audit, consent, data, demo, devnet, ledger, peer
+from node.cli import admin, audit, consent, data, demo, devnet, explorer, ledger, peer
 from node.cli._boundary import OneLineErrors
 
 app = typer.Typer(
@@ -49,6 +50,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(data.app, name="data")
 app.add_typer(peer.app, name="node")
 app.command(name="demo")(demo.demo)
+app.command(name="explorer")(explorer.explorer)
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ and step budget. With `--dp` the peers train with DP-SGD under the privacy budge
 node has on chain (`--epsilon-budget`): a peer whose next round would go over it stops
 training and only merges, and the tables show epsilon spent against budget per node. Everything it starts is stopped at the end, also on Ctrl-C or SIGTERM;
 killed hard (SIGKILL), its children still end, by their parent-death signal
-(devnet/processes.py).
+(devnet/processes.py). With `--explore` the audit explorer serves the ledger as web pages
+from the start (its URL is printed) and keeps serving after the report until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def demo(
     noise_multiplier: float = typer.Option(1.0, "--noise-multiplier", min=0.1, help="DP-SGD noise multiplier (with --dp)."),
     epsilon_budget: float = typer.Option(
         DEFAULT_EPSILON_BUDGET, "--epsilon-budget", min=0.0, help="Each node's lifetime epsilon budget, set on chain."),
+    explore: bool = typer.Option(
+        False, "--explore", help="Serve the audit explorer (web pages over the ledger) from the start, "
+        "and keep it serving after the report until Ctrl-C."),
+    explore_port: int = typer.Option(8080, "--explore-port", min=1, max=65535, help="The explorer's port (with --explore)."),
 ) -> None:
     """Run a 4-peer gossip-learning network on a local devnet, end to end, and report."""
     from devnet.processes import Terminated, interrupt_on_terminate
@@ -57,7 +62,7 @@ def demo(
     try:
         with interrupt_on_terminate():
             _demo(peers, rounds, local_steps, fan_out, merge, codec, alpha, seed, workdir, report, timeout,
-                  noise_multiplier if dp else 0.0, epsilon_budget)
+                  noise_multiplier if dp else 0.0, epsilon_budget, explore_port if explore else None)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: _demo stopped everything on its way out
         raise typer.Exit(exc.exit_code if isinstance(exc, Terminated) else 130) from None
 
@@ -65,8 +70,9 @@ def demo(
 def _demo(
     peers: int, rounds: int, local_steps: int, fan_out: int, merge: str, codec: str, alpha: float,
     seed: int, workdir: Path, report: Path, timeout: float, noise_multiplier: float = 0.0,
-    epsilon_budget: float = DEFAULT_EPSILON_BUDGET,
+    epsilon_budget: float = DEFAULT_EPSILON_BUDGET, explore_port: int | None = None,
 ) -> None:
+    from node.cli.explorer import ExplorerProcess
     from node.cli.localnet import LocalNet, create
     from node.config import NodeConfig
 
@@ -76,6 +82,7 @@ def _demo(
     )
     started = time.monotonic()
     net: LocalNet | None = None
+    explorer: ExplorerProcess | None = None
     try:
         with console.status("setting up") as spinner:
             net = create(
@@ -83,6 +90,8 @@ def _demo(
                 step=lambda msg: (spinner.update(msg), console.log(msg)),
             )
         console.log(f"devnet at {net.devnet.rpc_url}, AuditLedger at {net.devnet.contract}")
+        if explore_port is not None:
+            explorer = _start_explorer(net, explore_port)
         net.start_all()
         console.log(f"started {peers} peer processes (logs in {workdir}/peer-*/peer.log)")
         withdrawal = _run_rounds(net, rounds, timeout - (time.monotonic() - started))
@@ -91,6 +100,8 @@ def _demo(
         _write_report(results, report)
         console.print(f"\nreport: {report / 'report.json'}, plot: {report / 'accuracy.png'}")
         console.print(f"finished in {time.monotonic() - started:.0f} s")
+        if explorer is not None:
+            _keep_exploring(explorer)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stopping everything[/yellow]")
         raise
@@ -98,9 +109,39 @@ def _demo(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     finally:
+        if explorer is not None:
+            explorer.stop()
         if net is not None:
             with console.status("stopping peers and devnet"):
                 net.stop()
+
+
+def _start_explorer(net: Any, port: int) -> Any:
+    """The explorer on the demo's devnet, or None (and why) if it cannot start: the
+    demo runs on without it."""
+    from node.cli.explorer import start_explorer_process
+
+    try:
+        explorer = start_explorer_process(net.devnet_file, port, net.workdir / "explorer.log")
+    except RuntimeError as exc:
+        console.print(f"[yellow]the audit explorer did not start (the demo goes on):[/yellow] {exc}")
+        return None
+    console.log(f"audit explorer at [bold]{explorer.url}[/bold] (live while the demo runs)")
+    return explorer
+
+
+def _keep_exploring(explorer: Any) -> None:
+    """Serve until Ctrl-C (a normal end here); SIGTERM still ends the demo as interrupted."""
+    from devnet.processes import Terminated
+
+    console.print(f"\n[bold]audit explorer at {explorer.url}[/bold], over the saved chain: Ctrl-C stops it and the devnet")
+    try:
+        while explorer.process.poll() is None:
+            time.sleep(0.5)
+        console.print(f"[yellow]the explorer exited with {explorer.process.returncode}; see {explorer.log}[/yellow]")
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            raise
 
 
 def _run_rounds(net: Any, rounds: int, timeout: float) -> dict[str, Any]:
