@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import trio
 
@@ -115,13 +115,13 @@ class DeltaInbox:
         random.shuffle(peers)
         return peers
 
-    def next_for(self, peer_id: str) -> Announcement | None:
-        """The newest wanted delta of this peer that is not ready yet and is due (not
-        backing off after a failed pull)."""
+    def next_for(self, peer_id: str, skip: Collection[str] = ()) -> Announcement | None:
+        """The newest wanted delta of this peer that is not ready yet, is due (not
+        backing off after a failed pull) and is not in `skip` (keys being pulled)."""
         now = self._clock()
         todo = [
             a for k, a in self._announced.get(peer_id, {}).items()
-            if self.wanted(k) and self._retry_at.get(k, 0.0) <= now
+            if k not in skip and self.wanted(k) and self._retry_at.get(k, 0.0) <= now
         ]
         return max(todo, key=lambda a: a.round) if todo else None
 

@@ -1,7 +1,8 @@
 """`Prefetcher`: verifies and fetches announced deltas while the round loop trains.
 
-Up to `fan_out` peers are pulled from at once, each peer's wanted deltas one after
-another, newest first. A delta is fetched only once its hash is recorded on chain by
+Up to `fan_out` peers are pulled from at once, up to PULLS_PER_PEER of each peer's
+wanted deltas at a time, newest first (each pull is a chain lookup and a stream: on a
+slow link its round trips, not its bytes, are what it costs). A delta is fetched only once its hash is recorded on chain by
 the registered address behind the announcing peer ID; the fetched bytes must hash to it
 (checked by the transport). Failures come back as data: counted, logged, and passed to
 the inbox, which tries them again later (a chain error, an unreachable or lying holder:
@@ -35,6 +36,9 @@ from node.peer.status import Counters
 
 log = logging.getLogger("medgossip.peer")
 
+PULLS_PER_PEER = 4
+"""deltas of one peer verified and fetched at once."""
+
 
 class Prefetcher:
     def __init__(
@@ -56,13 +60,25 @@ class Prefetcher:
         busy: set[str] = set()
 
         async def pull_peer(pid: str) -> None:
-            try:
+            pulling: set[str] = set()
+
+            async def puller() -> None:
                 # a failed pull backs off (the inbox skips it until it is due): go on
                 # with this peer's other deltas, so one unfetchable delta starves none
-                while (ann := self.inbox.next_for(pid)) is not None:
-                    payload = await self.pull_one(ann)
+                while (ann := self.inbox.next_for(pid, skip=pulling)) is not None:
+                    key = key_of(ann.delta_hash)
+                    pulling.add(key)
+                    try:
+                        payload = await self.pull_one(ann)
+                    finally:
+                        pulling.discard(key)
                     if payload is not None:
                         self.inbox.deliver(payload)
+
+            try:
+                async with trio.open_nursery() as pullers:
+                    for _ in range(PULLS_PER_PEER):
+                        pullers.start_soon(puller)
             finally:
                 busy.discard(pid)
                 self._done.set()

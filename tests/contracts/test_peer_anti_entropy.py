@@ -31,7 +31,7 @@ from node.config import NodeConfig
 from node.peer.chain_view import ChainView
 from node.peer.inbox import DeltaInbox, key_of
 from node.peer.norms import NormBook
-from node.peer.prefetch import Prefetcher
+from node.peer.prefetch import PULLS_PER_PEER, Prefetcher
 from node.peer.status import Counters
 from node.peer.watch import ChainWatch
 from tests.contracts.conftest import Chain
@@ -156,3 +156,59 @@ async def test_every_delta_recorded_around_a_partition_is_merged_within_60s_of_t
     assert max(late.values()) <= within, f"merged {max(late.values()):.1f}s after the heal (at most {within}s)"
     assert during and during[0] >= 2 * (PARTITION[1] - PARTITION[0]) / EVERY - 4  # the counter saw the gap
     assert watch.unmerged() == 0  # ...and came back to 0
+
+
+class SlowLinkNet(PartitionedNet):
+    """Every fetch takes LINK_SECONDS (round trips on a slow link, not bytes); counts
+    how many are in flight at once."""
+
+    def __init__(self, others: list[str]) -> None:
+        super().__init__(others, stalls=False, reconnects=False)
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def fetch(self, delta_hash: bytes, from_peers: list[str], **_: Any) -> bytes:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await trio.sleep(LINK_SECONDS)
+            return self.payloads[delta_hash]
+        finally:
+            self.in_flight -= 1
+
+
+LINK_SECONDS = 1.0
+
+
+async def test_a_backlog_of_one_peer_is_pulled_several_at_a_time(
+    chain: Chain, admin: AuditLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    monkeypatch.setattr(trio.to_thread, "run_sync", run_inline)
+    us, other = real_node(chain, admin), real_node(chain, admin)
+    net = SlowLinkNet([other.peer_id])
+    inbox = DeltaInbox({}, {}, clock=trio.current_time)
+    norms = NormBook({}, clock=trio.current_time)
+    view = ChainView(us.ledger)
+    config = NodeConfig(fan_out=3, chain_poll=1.0)
+    watch = ChainWatch(view, inbox, norms, CheckpointStore(tmp_path), measure, us.address, config.chain_poll)
+    watch.connected = net.connected_peers
+    prefetcher = Prefetcher(inbox, view, net, config, Counters(), norms, measure)  # type: ignore[arg-type]
+    backlog = 8
+    for round_ in range(1, backlog + 1):
+        delta = encoded_delta(other.address, round_)
+        other.ledger.record_contribution(delta.delta_hash, bytes(32), round_, 40, b"\x11" * 32, 0.0)
+        net.payloads[delta.delta_hash] = delta.payload
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch.run)
+        nursery.start_soon(prefetcher.run)
+        start = trio.current_time()
+        while sum(len(ready) for ready in inbox._ready.values()) < backlog:
+            await trio.sleep(0.1)
+        took = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+
+    # One after another, eight 1 s fetches take 8 s; PULLS_PER_PEER (4) at once, about 2.
+    assert net.most_in_flight == PULLS_PER_PEER > 1, net.most_in_flight
+    assert took <= backlog * LINK_SECONDS / 2, took

@@ -17,7 +17,7 @@ from contracts.ledger import AuditLedger
 from node.cli import audit as audit_cli
 from node.cli import consent as consent_cli
 from tests.cli_helpers import Ran, call, one_clear_line
-from tests.contracts.conftest import Chain, admin, chain, chain_module, registered_node  # noqa: F401
+from tests.contracts.conftest import Chain, admin, chain, chain_backend, chain_module, registered_node  # noqa: F401
 from tests.node.audit_scenario import SUBJECT, TOKEN, Custodian, commitment, history
 
 

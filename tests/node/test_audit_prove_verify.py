@@ -16,7 +16,7 @@ from eth_hash.auto import keccak
 from contracts.ledger import AuditLedger
 from node.audit import AuditError, prove_withdrawal, verify_audit
 from node.proofs import load_proof, prove, write_proof
-from tests.contracts.conftest import admin, chain, chain_module, registered_node  # noqa: F401
+from tests.contracts.conftest import admin, chain, chain_backend, chain_module, registered_node  # noqa: F401
 from tests.node.audit_scenario import SUBJECT, Custodian, commitment, history
 
 

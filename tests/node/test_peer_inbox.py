@@ -43,6 +43,8 @@ def test_newest_round_is_pulled_first_and_take_respects_fan_out() -> None:
         inbox.offer(a)
 
     assert inbox.next_for("p1") == new
+    assert inbox.next_for("p1", skip={key_of(new.delta_hash)}) == old  # new is being pulled
+    assert inbox.next_for("p1", skip={key_of(new.delta_hash), key_of(old.delta_hash)}) is None
     assert sorted(inbox.peers_to_pull(busy=["p2"])) == ["p1"]
     for a in (old, new, other):
         inbox.deliver(payload(a))
