@@ -105,6 +105,7 @@ bench: install
 	$(PY) bench/learning.py
 	$(PY) bench/byzantine.py
 	$(PY) bench/proofs.py
+	$(PY) bench/explorer.py
 	@if [ "$$(id -u)" -eq 0 ]; then $(PY) bench/multihost.py; \
 	else echo "bench/multihost.py skipped: network namespaces need root"; fi
 

@@ -186,7 +186,8 @@ class Learner:
     # --- a round --------------------------------------------------------------------
 
     def train_round(self, round_: int, withdrawn: Collection[bytes]) -> Contribution:
-        """E local steps from the current model, then encode the delta."""
+        """E local steps from the current model, then encode the delta; with a lossy
+        codec the model is then set to the round's base plus the decoded payload."""
         self.base_state = self.state()
         base_hash = state_hash(self.base_state)
         started = time.perf_counter()
@@ -202,6 +203,12 @@ class Learner:
         encoded = self.encoder.encode(
             self.state(), self.base_state, base_hash, author=self.author, round=round_
         )
+        if not self.encoder.spec.codec.exact:
+            # Our step is what our peers receive, not the full-precision delta: peers that
+            # merge the same payloads then hold the same model. What the codec left out
+            # stays in its error feedback, and goes out in a later round.
+            sent = decode_delta(encoded.payload, self.base_state, model_id=self.settings.model)
+            self.load_state(apply_delta(self.base_state, sent.tensors))
         return Contribution(
             round=round_,
             payload=encoded.payload,

@@ -53,6 +53,9 @@ class Codec(ABC):
     """One delta codec: its name, its parameters and its three halves of the format."""
 
     name: ClassVar[str]
+    exact: ClassVar[bool] = False
+    """Whether decoding gives back the delta bit for bit (only then may an author apply
+    its own delta rather than what its payload carries: `Learner.train_round`)."""
 
     def check(self, spec: CodecSpec) -> None:
         """Raise ``UnsupportedFormat`` if ``spec`` holds parameters this codec refuses."""

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 class Fp32Codec(Codec):
     name: ClassVar[str] = "fp32"
+    exact: ClassVar[bool] = True
 
     def encode(self, name: str, delta: Tensor, spec: CodecSpec, residual: Tensor | None) -> Encoded:
         return Encoded({name: delta.contiguous()})

@@ -171,3 +171,24 @@ def test_a_payload_norm_checks_the_header_against_the_chain_record_when_asked() 
     assert victim.payload_norm(honest.payload, header.author, header.round) == norm
     with pytest.raises(CodecError):  # a front-run hash: recorded by another node than the header names
         victim.payload_norm(honest.payload, "0x" + "ab" * 20, header.round)
+
+
+@pytest.mark.parametrize("codec", ["topk", "int8", "fp16"])
+def test_with_a_lossy_codec_peers_that_merge_the_same_payloads_hold_the_same_model(codec: str) -> None:
+    # Two peers from the same genesis each train a round and merge the other's payload.
+    # Each steps by its payload as the other receives it (not its full-precision delta),
+    # so both end at the same model; what the codec left out waits in error feedback.
+    images = digits_image_set(300)
+    settings = replace(SETTINGS, codec=codec, topk_fraction=0.1)
+    a, b = Learner(settings, images), Learner(replace(settings, seed=1), images)
+    b.load_state(a.state())  # one genesis
+    a.author = b.author = AUTHOR
+    ca, cb = a.train_round(1, frozenset()), b.train_round(1, frozenset())
+    network = Network(nodes=2, mean_samples=(ca.sample_count + cb.sample_count) / 2)
+
+    a.merge(ca.sample_count, [PeerPayload("b", cb.delta_hash, cb.payload, cb.sample_count)], network)
+    b.merge(cb.sample_count, [PeerPayload("a", ca.delta_hash, ca.payload, ca.sample_count)], network)
+
+    sa, sb = a.state(), b.state()
+    drift = max(float((sa[k].float() - sb[k].float()).abs().max()) for k in sa)
+    assert drift <= 1e-6, drift
