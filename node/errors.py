@@ -42,6 +42,7 @@ names are unique across the project::
     │   │   ├── ProofFormatError         not a format-1 proof file (message names the file / field)
     │   │   └── ProofInvalid             a well-formed proof that does not hold (says which condition)
     │   ├── AuditError                   node.audit: an audit prove / verify that cannot run at all
+    │   ├── PrivacyAuditError            node.privacy_audit: a membership-inference audit that cannot run
     │   ├── ConfigError                  an invalid peer configuration (node.config)
     │   └── PeerError                    the peer cannot start or go on (node.peer)
     ├── GossipError                      gossip.errors: the P2P layer

@@ -10,6 +10,7 @@ failure is one red line on stderr and a non-zero exit, never a traceback.
     ledger.py     medgossip ledger query                the audit trail
     consent.py    medgossip consent withdraw|status     a patient's withdrawal, and its state
     audit.py      medgossip audit prove|verify          proofs that a withdrawn subject was not used
+    privacy.py    medgossip privacy audit               membership inference on the peer's own model
     data.py       medgossip data ingest|make-demo|tokens  DICOM in, manifest out
     peer.py       medgossip node start|status|init|genesis-hash   the peer process
     demo.py       medgossip demo                        the whole thing on loopback
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import typer
 
-from node.cli import admin, audit, consent, data, demo, devnet, explorer, ledger, peer
+from node.cli import admin, audit, consent, data, demo, devnet, explorer, ledger, peer, privacy
 from node.cli._boundary import OneLineErrors
 
 app = typer.Typer(
@@ -47,6 +48,7 @@ app.add_typer(admin.app, name="admin")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(consent.app, name="consent")
 app.add_typer(audit.app, name="audit")
+app.add_typer(privacy.app, name="privacy")
 app.add_typer(data.app, name="data")
 app.add_typer(peer.app, name="node")
 app.command(name="demo")(demo.demo)
