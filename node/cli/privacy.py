@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -66,30 +67,36 @@ def audit(
 
 
 def _ci(e: Estimate, star: str = "") -> str:
-    return f"{e.value:.3f}{star} [{e.low:.3f}, {e.high:.3f}]"
+    return f"{e.value:.3f}{star}\n[{e.low:.2f}, {e.high:.2f}]"
+
+
+def _group(r: AttackResult) -> str:
+    """The compared group (every comparison is against the held-out patients)."""
+    return r.comparison.split("-vs-")[0]
 
 
 def _row(r: AttackResult) -> tuple[str, ...]:
     sep = r.separation
     if sep is None:
-        return (r.attack, r.comparison, "-", f"[dim]not measured: {escape(r.skipped)}[/dim]", "", "")
+        return (r.attack, _group(r), "-", "[dim]not measured\n(see below)[/dim]", "", "")
     star = "" if sep.fpr_resolved else "*"
-    return (r.attack, r.comparison, f"{sep.positives} / {sep.negatives}", _ci(sep.auc), _ci(sep.advantage),
+    return (r.attack, _group(r), f"{sep.positives} / {sep.negatives}", _ci(sep.auc), _ci(sep.advantage),
             _ci(sep.tpr_at_low_fpr, star))
 
 
 def show(report: AuditReport, plot: Path | None) -> None:
     """The table for humans, and how to read it."""
-    table = Table(title=f"patient-level membership inference, round {report.round} ({report.checkpoint})")
-    for column in ("attack", "comparison", "patients (pos / neg)", "AUC [95% CI]", "advantage [95% CI]",
-                   "TPR at 1% FPR [95% CI]"):
-        table.add_column(column, overflow="fold")
+    table = Table(title=f"patient-level membership inference, round {report.round} ({report.checkpoint})",
+                  caption="each figure: the estimate, and under it its 95% bootstrap interval",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("attack", "patients", "n", "AUC", "advantage", "TPR@1%FPR"):
+        table.add_column(column, no_wrap=True)
     for result in report.results:
         table.add_row(*_row(result))
     out.print(table)
     o = report.options
     out.print(f"members: {report.members} consented patients of the training split; non-members: "
-              f"{report.nonmembers} held-out patients; withdrawn: {report.withdrawn} (data: {escape(report.data_dir)}). "
+              f"{report.nonmembers} held-out patients (n: patients compared / held-out); withdrawn: {report.withdrawn} (data: {escape(report.data_dir)}). "
               f"Reference models: {o.reference_models} x {o.reference_steps} steps; {o.bootstrap} bootstrap resamples.",
               soft_wrap=True)
     out.print("Reading it: AUC 0.5 and advantage 0 = the attack cannot tell the groups apart; "
@@ -98,5 +105,7 @@ def show(report: AuditReport, plot: Path | None) -> None:
     if any(r.separation is not None and not r.separation.fpr_resolved for r in report.results):
         out.print("* fewer than 100 non-members: no threshold has an FPR between 0 and 1%, so this is the TPR at "
                   "FPR 0 (the share of patients scored above every non-member).", soft_wrap=True)
+    for reason in dict.fromkeys(r.skipped for r in report.results if r.separation is None and r.skipped):
+        out.print(f"not measured: {escape(reason)}", soft_wrap=True)
     if plot is not None:
         out.print(f"ROC curves: {escape(str(plot))}")

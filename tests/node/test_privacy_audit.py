@@ -129,7 +129,7 @@ def test_cli_table_for_humans(peer: Path) -> None:
     result = call("privacy", "audit", "--config", str(peer), "--reference-models", "0", "--bootstrap", "100")
 
     assert result.returncode == 0, result.stderr
-    assert "members-vs-nonmembers" in result.stdout and "AUC [95% CI]" in result.stdout
+    assert "members" in result.stdout and "AUC" in result.stdout and "95% bootstrap interval" in result.stdout
     assert "measured, not proven" in result.stdout and "lira-offline" not in result.stdout
 
 
