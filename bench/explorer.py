@@ -54,6 +54,7 @@ from devnet.manage import ANVIL_FUNDER_KEY  # noqa: E402
 from gossip.identity import generate_secret, peer_id_bytes_from_secret  # noqa: E402
 from node.explorer import queries  # noqa: E402
 from node.explorer.index import Index  # noqa: E402
+from node.explorer.server import ServeOptions  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "explorer.json"
 IN_FLIGHT = 200
@@ -330,7 +331,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200, help="HTTP requests per page")
     parser.add_argument("--sync-samples", type=int, default=20, help="incremental syncs measured")
     parser.add_argument("--live-samples", type=int, default=20, help="records followed to /api/since")
-    parser.add_argument("--poll", type=float, default=1.0, help="the explorer's sync interval (s)")
+    parser.add_argument("--poll", type=float, default=ServeOptions.poll,
+                        help="the explorer's sync interval (s; default: the explorer's own)")
     parser.add_argument("--index-only", action="store_true", help="no web server: indexing figures only")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

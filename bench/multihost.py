@@ -147,17 +147,7 @@ def measure_partition(net: Any, watch: Any, admin: Any, kind: str) -> dict[str, 
 
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from contracts.ledger import AuditLedger
-    from devnet.manage import ANVIL_FUNDER_KEY
-    from tests.integration.multihost_harness import (
-        PEER_FLAGS,
-        Watch,
-        medgossip,
-        poll,
-        set_up_hospitals,
-        start_chain,
-        start_peer,
-    )
+    from tests.integration.multihost_harness import PEER_FLAGS, poll, set_up_consortium, start_peer
     from tests.integration.netns import HostNet, delete_leftovers, exclusive, unavailable
 
     reason = unavailable()
@@ -168,17 +158,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         net = HostNet(4)
         try:
             net.create()
-            admin_host = net.hosts[-1]
-            rpc = start_chain(net, tmp / "chain")
-            admin_key = tmp / "admin.key"
-            admin_key.write_text(ANVIL_FUNDER_KEY)
-            admin_key.chmod(0o600)
-            network = tmp / "network.json"
-            medgossip(net, admin_host, "admin", "deploy", "--rpc", rpc, "--key", admin_key, "--out", network)
-            hospitals = set_up_hospitals(net, tmp, network, admin_key)
-            contract = json.loads(network.read_text())["contract"]
-            watch = Watch(hospitals, AuditLedger(rpc, contract))
-            admin = AuditLedger(rpc, contract, private_key=ANVIL_FUNDER_KEY)
+            consortium = set_up_consortium(net, tmp)
+            hospitals, watch, admin = consortium.hospitals, consortium.watch, consortium.admin
             for h in hospitals:
                 start_peer(net, h)
             started = time.monotonic()

@@ -10,6 +10,7 @@ peer's status.json and node.json.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 from contracts.ledger import AuditLedger
 from contracts.records import ContributionRecorded
 from devnet.anvil import find_anvil, wait_for_rpc
+from devnet.manage import ANVIL_FUNDER_KEY
 from devnet.processes import spawn
 from node.checkpoint import CheckpointStore
 from node.cli.localnet import tail
@@ -224,6 +226,35 @@ def set_up_hospitals(net: HostNet, tmp_path: Path, network: Path, admin_key: Pat
     genesis = medgossip(net, hosts[0], "node", "genesis-hash", "--config", hospitals[0].folder / "node.toml").split()[-1]
     medgossip(net, admin_host, "admin", "set-genesis", "--hash", genesis, "--key", admin_key, "--network", network)
     return hospitals
+
+
+@dataclass(frozen=True)
+class Consortium:
+    """A chain on the bridge, AuditLedger deployed with `admin deploy`, and three
+    hospitals set up through the CLI (not started yet)."""
+
+    admin_host: Host
+    network: Path
+    """network.json, as `admin deploy` wrote it."""
+    hospitals: list[Hospital]
+    watch: Watch
+    admin: AuditLedger
+
+
+def set_up_consortium(net: HostNet, folder: Path) -> Consortium:
+    """anvil on the bridge address, `admin deploy` from the last host (the admin's),
+    and a hospital on each other host (`set_up_hospitals`)."""
+    admin_host = net.hosts[-1]
+    rpc = start_chain(net, folder / "chain")
+    admin_key = folder / "admin.key"
+    admin_key.write_text(ANVIL_FUNDER_KEY)
+    admin_key.chmod(0o600)
+    network = folder / "network.json"
+    medgossip(net, admin_host, "admin", "deploy", "--rpc", rpc, "--key", admin_key, "--out", network)
+    hospitals = set_up_hospitals(net, folder, network, admin_key)
+    contract = json.loads(network.read_text())["contract"]
+    return Consortium(admin_host, network, hospitals, Watch(hospitals, AuditLedger(rpc, contract)),
+                      AuditLedger(rpc, contract, private_key=ANVIL_FUNDER_KEY))
 
 
 def start_peer(net: HostNet, h: Hospital) -> None:

@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from contracts.ledger import AuditLedger
-from devnet.manage import ANVIL_FUNDER_KEY
 from node.checkpoint import CheckpointStore
 from tests.integration.multihost_harness import (
     BATCH,
@@ -31,8 +30,7 @@ from tests.integration.multihost_harness import (
     Watch,
     medgossip,
     poll,
-    set_up_hospitals,
-    start_chain,
+    set_up_consortium,
     start_peer,
 )
 from tests.integration.netem import Impairments, describe, netem
@@ -237,17 +235,8 @@ def test_three_hospitals_on_three_hosts_converge_and_heal_both_partitions(
 ) -> None:
     # Prepare: 3 hospital hosts + the admin's host; the chain (anvil) on the bridge address.
     net = hostnet(4)
-    admin_host = net.hosts[-1]
-    rpc = start_chain(net, tmp_path / "chain")
-    admin_key = tmp_path / "admin.key"
-    admin_key.write_text(ANVIL_FUNDER_KEY)
-    admin_key.chmod(0o600)
-    network = tmp_path / "network.json"
-    medgossip(net, admin_host, "admin", "deploy", "--rpc", rpc, "--key", admin_key, "--out", network)
-    hospitals = set_up_hospitals(net, tmp_path, network, admin_key)
-    contract = json.loads(network.read_text())["contract"]
-    watch = Watch(hospitals, AuditLedger(rpc, contract))
-    admin = AuditLedger(rpc, contract, private_key=ANVIL_FUNDER_KEY)
+    c = set_up_consortium(net, tmp_path)
+    admin_host, network, hospitals, watch, admin = c.admin_host, c.network, c.hospitals, c.watch, c.admin
 
     # Execute: every peer on its own host; they find each other through the announced addresses.
     for h in hospitals:
@@ -322,17 +311,8 @@ def test_delay_and_loss_peers_keep_converging_and_the_backlog_stays_within_its_b
     # unrecorded contributions at MAX_UNRECORDED, and every path between a hospital and
     # anyone else impaired (+100 ms round trip, 1% loss) before any peer starts.
     net = hostnet(4)
-    admin_host = net.hosts[-1]
-    rpc = start_chain(net, tmp_path / "chain")
-    admin_key = tmp_path / "admin.key"
-    admin_key.write_text(ANVIL_FUNDER_KEY)
-    admin_key.chmod(0o600)
-    network = tmp_path / "network.json"
-    medgossip(net, admin_host, "admin", "deploy", "--rpc", rpc, "--key", admin_key, "--out", network)
-    hospitals = set_up_hospitals(net, tmp_path, network, admin_key)
-    contract = json.loads(network.read_text())["contract"]
-    watch = Watch(hospitals, AuditLedger(rpc, contract))
-    admin = AuditLedger(rpc, contract, private_key=ANVIL_FUNDER_KEY)
+    c = set_up_consortium(net, tmp_path)
+    hospitals, watch, admin = c.hospitals, c.watch, c.admin
     impaired = netem(net, [h.host for h in hospitals], delay=DELAY_SECONDS, loss=LOSS)
     monkeypatch.setenv("MEDGOSSIP_MAX_UNRECORDED", str(MAX_UNRECORDED))  # `node start` reads it
     peak = {h.name: 0 for h in hospitals}
