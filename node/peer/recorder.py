@@ -27,6 +27,11 @@ the withdrawals again and checks the round again.
 
 The epsilon it records telescopes (`node.peer.budget`): the increase of the accountant's
 total after the entry's round over what the chain has summed, read just before sending.
+Queued entries go out as one pipeline (up to PIPELINE; `AuditLedger.record_contributions`),
+each carrying the increase over the entry before it. If the chain rejects an entry in
+the middle (a cap lowered meanwhile), the entries after it in that pipeline were already
+sent: the chain's total then lags the accountant's by the rejected round's epsilon until
+this node's next record, which carries it.
 Between polls it reads this node's privacy budget on chain for the training gate
 (`self.budget`).
 """
