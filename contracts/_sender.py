@@ -112,7 +112,7 @@ class TransactionSender:
         answers: list[str | LedgerError] = []
         for response in responses:
             if answers and not isinstance(answers[-1], str):
-                answers.append(_unsent())
+                answers.append(TransactionFailed("not sent: an earlier transaction of its batch was refused"))
             elif response.get("error") is None and isinstance(response.get("result"), str):
                 answers.append(response["result"])
             else:
@@ -127,7 +127,8 @@ class TransactionSender:
                 answers.append(self.send(data, to=to, gas=gas))
             except LedgerError as exc:
                 answers.append(exc)
-                answers += [_unsent() for _ in range(len(datas) - len(answers))]
+                answers += [TransactionFailed("not sent: an earlier transaction of its batch was refused")
+                            ] * (len(datas) - len(answers))
                 break
         return answers
 
@@ -182,11 +183,6 @@ class TransactionSender:
         price = self._fee_cache[1]
         priority = min(price, _MAX_PRIORITY_WEI)
         return 2 * price + priority, priority
-
-
-def _unsent() -> TransactionFailed:
-    """The answer for a transaction after the first one of its batch the chain refused."""
-    return TransactionFailed("not sent: an earlier transaction of its batch was refused")
 
 
 def wait_for_receipt(w3: Web3, boundary: Boundary, tx_hash: str, timeout: float) -> Any:
